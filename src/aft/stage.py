@@ -1,0 +1,72 @@
+"""What every stage CLI shares: argument parsing, config sections, and the finish step
+(metrics.json with provenance + one MLflow run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from aft.config import config_hash, format_error, section_json
+from aft.io import write_json
+from aft.tracking import log_stage, provenance
+
+M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("aft")
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    p.add_argument("--config", required=True, help="JSON object of the config sections the stage reads")
+    p.add_argument("--metrics", type=Path, required=True, help="metrics.json to write")
+    p.add_argument("--wildcards", default="", help="k=v,k=v: the job's wildcards, logged as tags")
+    return p
+
+
+def sections(raw: str, **models: type[BaseModel]) -> dict[str, BaseModel]:
+    """Validate each named section of the --config JSON with its model (again, inside the job)."""
+    data = json.loads(raw)
+    missing = sorted(set(models) - set(data))
+    if missing:
+        raise SystemExit(f"--config lacks section(s) {missing}; it has {sorted(data)}")
+    out = {}
+    for name, model in models.items():
+        try:
+            out[name] = model.model_validate(data[name])
+        except ValidationError as err:
+            raise SystemExit(format_error(err).replace("\n  ", f"\n  {name}.")) from None
+    return out
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def parse_wildcards(text: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in text.split(",") if kv)
+
+
+def finish(
+    stage: str,
+    args: argparse.Namespace,
+    cfg: dict[str, BaseModel],
+    metrics: dict,
+    artifacts: list[Path],
+    started: float,
+    history: list[dict] | None = None,
+) -> None:
+    """Write metrics.json (metrics + provenance) and log the job to MLflow."""
+    prov = provenance()
+    hashes = {f"config_hash.{k}": config_hash(v) for k, v in cfg.items()}
+    metrics = {**metrics, "wall_time_s": round(time.time() - started, 3)}
+    write_json(args.metrics, {"stage": stage, "metrics": metrics, "provenance": prov | hashes})
+    wildcards = parse_wildcards(args.wildcards)
+    tags = {f"wildcard.{k}": v for k, v in wildcards.items()} | prov | hashes
+    params = {k: json.loads(section_json(v)) for k, v in cfg.items()}
+    log_stage(stage, params, metrics, tags, [*artifacts, args.metrics], history)
+    log.info("%s done in %.1fs: %s", stage, metrics["wall_time_s"], json.dumps(metrics)[:500])
