@@ -146,6 +146,8 @@ class EngineConfig(Section):
 
 
 class OnPolicyConfig(Section):
+    """ICL sampling of proposals from the base model itself."""
+
     icl_prompt_file: str = Field(description="URIAL-style preamble + demonstrations, plain text")
     num_samples: int = Field(ge=1, description="K proposals sampled per query")
     temperature: float = Field(ge=0)
@@ -153,16 +155,17 @@ class OnPolicyConfig(Section):
     max_new_tokens: int = Field(ge=1)
     stop: list[str] = Field(description="stop sequences: the base model stops at the answer's end")
     seed: int
+    engine: EngineConfig
 
 
 class ProposalsConfig(Section):
+    """What both proposal builders share."""
+
     num_proposals: int = Field(ge=1, description="proposals per aggregation example")
     shuffle_seed: int = Field(description="proposal order is shuffled per example with this seed")
     rating: Literal["fine_grained", "overall"] = Field(
         description="UltraFeedback rating used to rank completions"
     )
-    on_policy: OnPolicyConfig
-    engine: EngineConfig
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -172,9 +175,24 @@ class TargetsConfig(Section):
         " model = an LLM aggregating the proposals"
     )
     template_file: str = Field(description="aggregation template the teacher is prompted with")
-    model: str | None = Field(None, description="teacher model (teacher=model)")
+    model: str | None = Field(None, description="teacher model: hub id/path (vLLM) or API model name")
+    api_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint for the teacher (None = in-process vLLM)"
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    engine: EngineConfig | None = Field(None, description="vLLM settings for an in-process teacher")
     max_new_tokens: int = Field(ge=1)
     temperature: float = Field(ge=0)
+    seed: int
+
+    @model_validator(mode="after")
+    def _teacher_fields(self) -> TargetsConfig:
+        if self.teacher == "model":
+            if not self.model:
+                raise ValueError("teacher is 'model', so 'model' must be given")
+            if self.api_base_url is None and self.engine is None:
+                raise ValueError("teacher is 'model': give api_base_url (API) or engine (in-process vLLM)")
+        return self
 
 
 # ------------------------------------------------------------------------------------------ dataset
@@ -189,7 +207,6 @@ class DatasetConfig(Section):
 
 # ----------------------------------------------------------------------------------------- training
 class TrainConfig(Section):
-    variants: list[Variant] = Field(min_length=1)
     learning_rate: float = Field(gt=0)
     lr_scheduler_type: Literal["cosine", "linear", "constant", "constant_with_warmup"]
     warmup_ratio: float = Field(ge=0, lt=1)
@@ -223,7 +240,6 @@ class TrainConfig(Section):
 
 # ---------------------------------------------------------------------------------------- inference
 class InferenceConfig(Section):
-    modes: list[Mode] = Field(min_length=1)
     template_file: str = Field(description="aggregation template (official file works byte for byte)")
     n: int = Field(ge=1, description="samples per proposal/intermediate layer")
     num_aggregation: int = Field(ge=1, description="aggregation layers, counting the final one")
@@ -238,8 +254,16 @@ class InferenceConfig(Section):
 
 # -------------------------------------------------------------------------------------------- judge
 class JudgeConfig(Section):
-    benchmarks: list[Bench] = Field(min_length=1)
     model: str | None = Field(None, description="judge model for LLM-judged benchmarks")
+
+
+class GridConfig(Section):
+    """The experiment grid. Read only by the workflow to list targets, so growing the grid adds jobs
+    and reruns none of the existing ones."""
+
+    variants: list[Variant] = Field(min_length=1)
+    modes: list[Mode] = Field(min_length=1)
+    benchmarks: list[Bench] = Field(min_length=1)
 
 
 class TrackingConfig(Section):
@@ -250,12 +274,17 @@ class TrackingConfig(Section):
 
 class ReportConfig(Section):
     paper_table: bool = Field(description="set the paper's numbers beside ours where benchmarks match")
+    paper_bases: dict[str, Literal["Mistral-7B-v0.1", "Llama-3.1-8B"] | None] = Field(
+        description="base name -> the paper's row it reproduces (None: no paper numbers beside it)"
+    )
 
 
 class Config(Section):
+    grid: GridConfig
     data: DataConfig
     bases: dict[Name, BaseModelConfig] = Field(min_length=1)
     proposals: ProposalsConfig
+    on_policy: OnPolicyConfig
     targets: TargetsConfig
     dataset: DatasetConfig
     train: TrainConfig
@@ -269,15 +298,16 @@ class Config(Section):
         if self.data.kind == "paper":
             if self.targets.teacher == "oracle":
                 raise ValueError("targets.teacher='oracle' needs data.kind='miniature' (known answers)")
-            if "exact_match" in self.judge.benchmarks:
-                raise ValueError("judge.benchmarks: 'exact_match' needs data.kind='miniature'")
+            if "exact_match" in self.grid.benchmarks:
+                raise ValueError("grid.benchmarks: 'exact_match' needs data.kind='miniature'")
             if any(b.source == "build" for b in self.bases.values()):
                 raise ValueError("bases: source='build' needs data.kind='miniature'")
-        if self.targets.teacher == "model" and not self.targets.model:
-            raise ValueError("targets.teacher='model' needs targets.model")
-        llm_judged = [b for b in self.judge.benchmarks if b != "exact_match"]
+        llm_judged = [b for b in self.grid.benchmarks if b != "exact_match"]
         if llm_judged and not self.judge.model:
-            raise ValueError(f"judge.benchmarks {llm_judged} need judge.model")
+            raise ValueError(f"grid.benchmarks {llm_judged} need judge.model")
+        unknown = sorted(set(self.report.paper_bases) - set(self.bases))
+        if unknown:
+            raise ValueError(f"report.paper_bases names {unknown}, which are not in bases {sorted(self.bases)}")
         return self
 
 
@@ -311,7 +341,7 @@ def config_hash(model: BaseModel) -> str:
 
 
 def json_schema() -> dict:
-    return Config.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Config.model_json_schema()}
 
 
 def write_schema(path: Path) -> None:

@@ -1,0 +1,30 @@
+# AFT (arXiv 2501.11877) end to end. Default config: the CPU miniature; config/paper.yaml: the paper.
+#   snakemake --cores 2                                  # the miniature
+#   snakemake -n --configfile config/paper.yaml          # the paper grid, dry run
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The default config unless config files are named: `--configfile config/paper.yaml` is the whole
+# config, not an overlay on the miniature. Stack overlays explicitly after their base:
+#   snakemake --configfile config/config.yaml config/experiments/<overlay>.yaml
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/tracking.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/proposals.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/inference.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT,
+    default_target: True

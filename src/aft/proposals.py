@@ -1,0 +1,130 @@
+"""Proposal construction: UltraFeedback normalisation (off-policy) and ICL sampling (on-policy).
+
+A proposal record, the one schema both builders write:
+    {"id", "messages": [...], "proposals": [str], "proposal_models": [str], "ratings": [float | None]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections import Counter
+
+ASPECT_KEYS = {"fine_grained": "fine-grained_score", "overall": "overall_score"}
+
+
+def query_id(text: str) -> str:
+    """A stable id for a query (UltraFeedback rows carry none)."""
+    return "q" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _rating(completion: dict, rating: str) -> float | None:
+    value = completion.get(ASPECT_KEYS[rating])
+    if value in (None, "N/A", ""):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def shuffled(items: list, seed: int, key: str) -> list:
+    """A deterministic per-example shuffle: the same (seed, key) always gives the same order."""
+    out = list(items)
+    random.Random(f"{seed}:{key}").shuffle(out)
+    return out
+
+
+def normalise_ultrafeedback(
+    rows: list[dict], num_proposals: int, rating: str, seed: int
+) -> tuple[list[dict], Counter]:
+    """UltraFeedback rows -> proposal records, with counts of everything dropped and why.
+
+    Empty and duplicate completions are dropped; a query left with fewer than `num_proposals`
+    completions is dropped; the kept proposals are shuffled per example with `seed`.
+    """
+    counts: Counter = Counter(rows_in=len(rows))
+    seen: set[str] = set()
+    records = []
+    for row in rows:
+        query = (row.get("instruction") or "").strip()
+        if not query:
+            counts["dropped_empty_query"] += 1
+            continue
+        if query in seen:
+            counts["dropped_duplicate_query"] += 1
+            continue
+        seen.add(query)
+        kept, texts = [], set()
+        for c in row.get("completions") or []:
+            text = (c.get("response") or "").strip()
+            if not text:
+                counts["completions_dropped_empty"] += 1
+            elif text in texts:
+                counts["completions_dropped_duplicate"] += 1
+            else:
+                texts.add(text)
+                r = _rating(c, rating)
+                counts["ratings_missing"] += r is None
+                kept.append((text, c.get("model", "unknown"), r))
+        if len(kept) < num_proposals:
+            counts["dropped_too_few_completions"] += 1
+            continue
+        qid = query_id(query)
+        kept = shuffled(kept, seed, qid)[:num_proposals]
+        records.append(
+            {
+                "id": qid,
+                "messages": [{"role": "user", "content": query}],
+                "proposals": [k[0] for k in kept],
+                "proposal_models": [k[1] for k in kept],
+                "ratings": [k[2] for k in kept],
+            }
+        )
+    counts["rows_out"] = len(records)
+    return records, counts
+
+
+def icl_prompt(template: str, query: str) -> str:
+    """The URIAL-style prompt: the file's preamble and demonstrations, the query at `{query}`."""
+    if "{query}" not in template:
+        raise ValueError("the ICL prompt file must contain the marker {query}")
+    return template.replace("{query}", query)
+
+
+def clean_sample(text: str, max_repeat_fraction: float = 0.5) -> str | None:
+    """Strip a base-model sample; None for an empty or degenerate (word-repeating) one."""
+    text = text.strip()
+    if not text:
+        return None
+    words = text.split()
+    if len(words) >= 8 and Counter(words).most_common(1)[0][1] / len(words) > max_repeat_fraction:
+        return None
+    return text
+
+
+def on_policy_records(
+    queries: list[dict], samples: list[list[str]], num_proposals: int, seed: int
+) -> tuple[list[dict], Counter]:
+    """Sampled continuations -> proposal records; queries without enough clean samples are dropped."""
+    counts: Counter = Counter(queries_in=len(queries))
+    records = []
+    for q, outs in zip(queries, samples, strict=True):
+        cleaned = [c for c in map(clean_sample, outs) if c is not None]
+        counts["samples_dropped"] += len(outs) - len(cleaned)
+        if len(cleaned) < num_proposals:
+            counts["dropped_too_few_samples"] += 1
+            continue
+        records.append(
+            {
+                "id": q["id"],
+                "messages": q["messages"],
+                "proposals": shuffled(cleaned, seed, q["id"])[:num_proposals],
+                "proposal_models": ["base"] * num_proposals,
+                "ratings": [None] * num_proposals,
+            }
+        )
+    counts["queries_out"] = len(records)
+    return records, counts

@@ -1,0 +1,126 @@
+"""The results table in the paper's shape, the paper's numbers beside ours where the benchmark matches."""
+
+from __future__ import annotations
+
+# Table of arXiv 2501.11877 (spec/method.md): MT-Bench 1st/2nd/avg, AlpacaEval 2 LC/WR (%).
+PAPER: dict[str, dict[str, dict[str, float]]] = {
+    "Mistral-7B-v0.1": {
+        "SFT": {"mt_1st": 6.6, "mt_2nd": 6.1, "mt_avg": 6.4, "ae2_lc": 6.7, "ae2_wr": 6.1},
+        "AFT-off-policy": {"mt_1st": 7.7, "mt_2nd": 6.3, "mt_avg": 7.0, "ae2_lc": 19.8, "ae2_wr": 20.0},
+        "AFT-off-policy w/ Agg.": {"mt_1st": 8.0, "mt_2nd": 7.0, "mt_avg": 7.5, "ae2_lc": 33.8, "ae2_wr": 47.8},
+        "AFT-on-policy": {"mt_1st": 7.5, "mt_2nd": 6.4, "mt_avg": 6.9, "ae2_lc": 23.4, "ae2_wr": 24.9},
+        "AFT-on-policy w/ Agg.": {"mt_1st": 8.3, "mt_2nd": 7.0, "mt_avg": 7.6, "ae2_lc": 30.7, "ae2_wr": 48.4},
+    },
+    "Llama-3.1-8B": {
+        "SFT": {"mt_1st": 7.3, "mt_2nd": 6.2, "mt_avg": 6.8, "ae2_lc": 8.0, "ae2_wr": 7.3},
+        "AFT-off-policy": {"mt_1st": 7.7, "mt_2nd": 6.9, "mt_avg": 7.3, "ae2_lc": 20.3, "ae2_wr": 19.6},
+        "AFT-off-policy w/ Agg.": {"mt_1st": 8.3, "mt_2nd": 7.6, "mt_avg": 7.9, "ae2_lc": 40.3, "ae2_wr": 47.8},
+        "AFT-on-policy": {"mt_1st": 7.9, "mt_2nd": 6.9, "mt_avg": 7.4, "ae2_lc": 21.5, "ae2_wr": 21.8},
+        "AFT-on-policy w/ Agg.": {"mt_1st": 8.5, "mt_2nd": 7.6, "mt_avg": 8.1, "ae2_lc": 41.3, "ae2_wr": 51.3},
+    },
+}
+
+# benchmark -> [(our score key, column title, paper key or None)]
+COLUMNS: dict[str, list[tuple[str, str, str | None]]] = {
+    "exact_match": [("accuracy", "EM acc. %", None)],
+    "mt_bench": [("turn1", "MT 1st", "mt_1st"), ("turn2", "MT 2nd", "mt_2nd"), ("avg", "MT avg", "mt_avg")],
+    "alpaca_eval2": [("lc_win_rate", "AE2 LC %", "ae2_lc"), ("win_rate", "AE2 WR %", "ae2_wr")],
+}
+VARIANT_LABEL = {"sft": "SFT", "aft_off": "AFT-off-policy", "aft_on": "AFT-on-policy"}
+ROW_ORDER = [(v, m) for v in ("sft", "aft_off", "aft_on") for m in ("direct", "agg")]
+
+
+def row_label(variant: str, mode: str) -> str:
+    return VARIANT_LABEL[variant] + (" w/ Agg." if mode == "agg" else "")
+
+
+def collect(results: list[dict]) -> dict[tuple[str, str, str], dict[str, dict]]:
+    """(base, variant, mode) -> bench -> judge result."""
+    table: dict[tuple[str, str, str], dict[str, dict]] = {}
+    for r in results:
+        w = r["wildcards"]
+        table.setdefault((w["base"], w["variant"], w["mode"]), {})[r["bench"]] = r
+    return table
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
+def markdown_table(results: list[dict], paper_bases: dict[str, str | None], paper_table: bool) -> str:
+    """The report's table: one block of rows per base, our scores and the paper's side by side."""
+    table = collect(results)
+    benches = [b for b in COLUMNS if any(b in v for v in table.values())]
+    head = ["base", "model"]
+    for b in benches:
+        for _, title, pkey in COLUMNS[b]:
+            head.append(title)
+            if paper_table and pkey:
+                head.append(f"{title} (paper)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for base in sorted({k[0] for k in table}):
+        paper = PAPER.get(paper_bases.get(base) or "", {})
+        for variant, mode in ROW_ORDER:
+            scores = table.get((base, variant, mode))
+            if scores is None:
+                continue
+            label = row_label(variant, mode)
+            cells = [base, label]
+            for b in benches:
+                for key, _, pkey in COLUMNS[b]:
+                    cells.append(_fmt(scores[b]["scores"].get(key)) if b in scores else "–")
+                    if paper_table and pkey:
+                        cells.append(_fmt(paper.get(label, {}).get(pkey)))
+            lines.append("| " + " | ".join(cells) + " |")
+    judges = sorted({f"{r['bench']}: {r['judge']}" for r in results})
+    return "\n".join(lines) + "\n\nJudged by: " + "; ".join(judges) + "\n"
+
+
+def direction_checks(results: list[dict]) -> list[str]:
+    """Does the method's direction hold (AFT w/ Agg. > AFT > SFT) on each base, benchmark and policy?"""
+    table = collect(results)
+    lines = []
+    for base in sorted({k[0] for k in table}):
+        for bench, cols in COLUMNS.items():
+            key = cols[-1][0] if bench == "mt_bench" else cols[0][0]
+
+            def score(v: str, m: str, bench: str = bench, key: str = key, base: str = base) -> float | None:
+                r = table.get((base, v, m), {}).get(bench)
+                return None if r is None else r["scores"].get(key)
+
+            sft = score("sft", "direct")
+            for v in ("aft_off", "aft_on"):
+                aft, agg = score(v, "direct"), score(v, "agg")
+                if None in (sft, aft, agg):
+                    continue
+                ok = agg > aft > sft
+                lines.append(
+                    f"{base} / {bench} / {VARIANT_LABEL[v]}: w/ Agg. {agg:.1f} > AFT {aft:.1f} > SFT {sft:.1f}"
+                    f": {'holds' if ok else 'does NOT hold'}"
+                )
+    return lines
+
+
+def plot(results: list[dict], path) -> None:
+    """Grouped bars: each base and benchmark's headline score per row of the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = collect(results)
+    groups = sorted({(k[0], b) for k, v in table.items() for b in v})
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
+    for ax, (base, bench) in zip(axes[0], groups):
+        key, title, _ = COLUMNS[bench][-1] if bench == "mt_bench" else COLUMNS[bench][0]
+        rows = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
+        rows = [(label, r["scores"][key]) for label, r in rows if r is not None]
+        ax.bar(range(len(rows)), [s for _, s in rows], color=["#999", "#bbb", "#1f77b4", "#6baed6", "#d62728", "#fc9272"][: len(rows)])
+        ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(title)
+        ax.set_title(f"{base}: {bench}")
+        for i, (_, s) in enumerate(rows):
+            ax.text(i, s, f"{s:.1f}", ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,50 @@
+"""Stage `build_dataset`: the training set of one (base, variant): SFT, AFT-off or AFT-on.
+
+Usage (what the rule runs; runnable by hand too):
+    python -m aft.stages.build_dataset --config CFG --variant V --proposals JSONL --targets JSONL \
+        --tokenizer DIR_OR_ID --out JSONL --metrics FILE
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from aft.chat_templates import load_chat_template
+from aft.config import BaseModelConfig, DatasetConfig
+from aft.dataset import build_examples, filter_by_length, token_counter
+from aft.io import read_jsonl, write_jsonl
+from aft.prompts import load_template
+from aft.stage import finish, parser, sections, setup_logging
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    started = time.time()
+    p = parser(__doc__)
+    p.add_argument("--variant", required=True, choices=["sft", "aft_off", "aft_on"])
+    p.add_argument("--proposals", type=Path, required=True)
+    p.add_argument("--targets", type=Path, required=True)
+    p.add_argument("--tokenizer", required=True, help="the base model (its tokenizer measures lengths)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    cfg = sections(args.config, dataset=DatasetConfig, base=BaseModelConfig)
+    dc, base = cfg["dataset"], cfg["base"]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, revision=base.revision)
+    tokenizer.chat_template = load_chat_template(base.chat_template)
+    targets = {t["id"]: t["target"] for t in read_jsonl(args.targets)}
+    examples, counts = build_examples(
+        args.variant, read_jsonl(args.proposals), targets, load_template(dc.template_file),
+        dc.direct_fraction, dc.seed,
+    )
+    examples, too_long = filter_by_length(examples, token_counter(tokenizer), dc.max_length)
+    if not examples:
+        raise SystemExit(f"no training example left (dropped {too_long} longer than {dc.max_length} tokens)")
+    metrics = dict(counts) | {"dropped_too_long": too_long, "examples_out": write_jsonl(args.out, examples)}
+    finish("build_dataset", args, cfg, metrics, [args.out], started)
+
+
+if __name__ == "__main__":
+    main()

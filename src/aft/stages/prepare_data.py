@@ -1,0 +1,67 @@
+"""Stage `prepare_data`: the training queries and the UltraFeedback-schema file.
+
+miniature: generates the world (corpus for the base model, UltraFeedback-like file, queries).
+paper: reads UltraFeedback (a local copy or a pinned hub revision).
+
+Usage (what the rule runs; runnable by hand too):
+    python -m aft.stages.prepare_data --config CFG --out DIR --metrics FILE
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from aft import world
+from aft.config import DataConfig
+from aft.io import atomic_write_text, write_jsonl
+from aft.proposals import query_id
+from aft.sources import fetch, read_records
+from aft.stage import finish, parser, sections, setup_logging
+
+
+def prepare_miniature(cfg: DataConfig, out: Path) -> dict:
+    mw = cfg.miniature
+    splits = world.split_tasks(mw, cfg.seed)
+    atomic_write_text(out / "corpus.txt", world.corpus_text(mw, splits["pretrain"], cfg.seed + 1))
+    queries = [
+        {"id": query_id(t.query), "messages": [{"role": "user", "content": t.query}], "answer": t.answer,
+         "category": t.kind}
+        for t in splits["train"]
+    ]
+    write_jsonl(out / "queries.jsonl", queries)
+    write_jsonl(out / "ultrafeedback.jsonl", world.ultrafeedback_rows(mw, splits["train"], cfg.seed + 2))
+    return {f"n_{k}": len(v) for k, v in splits.items() if k != "eval"}
+
+
+def prepare_paper(cfg: DataConfig, out: Path) -> dict:
+    p = cfg.paper
+    rows = read_records(fetch(p.ultrafeedback))[: p.max_queries]
+    write_jsonl(out / "ultrafeedback.jsonl", rows)
+    seen, queries = set(), []
+    for r in rows:
+        q = (r.get("instruction") or "").strip()
+        if q and q not in seen:
+            seen.add(q)
+            queries.append({"id": query_id(q), "messages": [{"role": "user", "content": q}], "answer": None,
+                            "category": r.get("source", "ultrafeedback")})
+    write_jsonl(out / "queries.jsonl", queries)
+    return {"n_ultrafeedback_rows": len(rows), "n_train": len(queries)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    started = time.time()
+    p = parser(__doc__)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    cfg = sections(args.config, data=DataConfig)
+    data = cfg["data"]
+    prepare = prepare_miniature if data.kind == "miniature" else prepare_paper
+    metrics = prepare(data, args.out)
+    files = sorted(f for f in args.out.rglob("*") if f.is_file())
+    finish("prepare_data", args, cfg, metrics, files, started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+from aft.dataset import build_examples, filter_by_length
+from aft.targets import best_rated_targets, oracle_targets
+
+RECORDS = [
+    {"id": f"q{i}", "messages": [{"role": "user", "content": f"Q{i}"}], "proposals": ["p1", "p2"],
+     "ratings": [1.0, 3.0]}
+    for i in range(50)
+]
+TARGETS = {f"q{i}": f"T{i}" for i in range(49)}  # q49 has no target
+
+
+def test_sft_is_direct_examples_only():
+    ex, counts = build_examples("sft", RECORDS, TARGETS, "TPL", direct_fraction=0.5, seed=0)
+    assert len(ex) == 49 and counts["direct"] == 49 and counts["dropped_no_target"] == 1
+    e = next(x for x in ex if x["id"] == "q3-direct")
+    assert e["messages"] == [
+        {"role": "system", "content": "\n"},
+        {"role": "user", "content": "Q3"},
+        {"role": "assistant", "content": "T3"},
+    ]
+
+
+def test_aft_has_aggregation_examples_and_direct_share():
+    ex, counts = build_examples("aft_off", RECORDS, TARGETS, "TPL", direct_fraction=1.0, seed=0)
+    assert counts["aggregation"] == 49 and counts["direct"] == 49
+    agg = next(x for x in ex if x["id"] == "q3-agg")
+    assert agg["messages"] == [
+        {"role": "system", "content": "TPL\n1. p1\n2. p2"},
+        {"role": "user", "content": "Q3"},
+        {"role": "assistant", "content": "T3"},
+    ]
+    _, none = build_examples("aft_on", RECORDS, TARGETS, "TPL", direct_fraction=0.0, seed=0)
+    assert none["direct"] == 0
+    _, half = build_examples("aft_on", RECORDS, TARGETS, "TPL", direct_fraction=0.5, seed=0)
+    assert 15 < half["direct"] < 35
+
+
+def test_examples_are_shuffled_deterministically():
+    a, _ = build_examples("aft_off", RECORDS, TARGETS, "TPL", 1.0, seed=1)
+    b, _ = build_examples("aft_off", RECORDS, TARGETS, "TPL", 1.0, seed=1)
+    c, _ = build_examples("aft_off", RECORDS, TARGETS, "TPL", 1.0, seed=2)
+    assert a == b and [x["id"] for x in a] != [x["id"] for x in c]
+
+
+def test_filter_by_length_counts_drops():
+    ex, _ = build_examples("sft", RECORDS[:10], TARGETS, "TPL", 1.0, 0)
+    kept, dropped = filter_by_length(ex, lambda m: 10 if m[1]["content"] < "Q5" else 99, max_length=50)
+    assert len(kept) == 5 and dropped == 5
+
+
+def test_oracle_and_best_rated_targets():
+    assert oracle_targets(RECORDS[:1], {"q0": "7"}) == [{"id": "q0", "target": "The answer is 7.", "teacher": "oracle"}]
+    best = best_rated_targets([{"id": "a", "proposals": ["x", "y", "z"], "ratings": [3.0, None, 3.0]},
+                               {"id": "b", "proposals": ["x"], "ratings": [None]}])
+    assert best == [{"id": "a", "target": "x", "teacher": "best_rated"}]  # tie -> first; unrated skipped

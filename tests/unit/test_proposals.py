@@ -1,0 +1,72 @@
+from aft.proposals import clean_sample, icl_prompt, normalise_ultrafeedback, on_policy_records, query_id, shuffled
+
+
+def _c(text, fine=4.0, overall=8.0, model="m"):
+    return {"model": model, "response": text, "fine-grained_score": fine, "overall_score": overall}
+
+
+ROWS = [
+    {"instruction": "Q1", "completions": [_c("a", 4.5), _c("b", "N/A"), _c("c", float("nan")), _c("d", 2)]},
+    {"instruction": "Q1", "completions": [_c("x")] * 4},  # duplicate query
+    {"instruction": "  ", "completions": [_c("x")] * 4},  # empty query
+    {"instruction": "Q2", "completions": [_c("a"), _c(" a "), _c(""), _c("b")]},  # dup + empty completions
+    {"instruction": "Q3", "completions": [_c("p", model="m1"), _c("q", model="m2"), _c("r"), _c("s")]},
+]
+
+
+def test_normalise_ultrafeedback_counts_every_drop():
+    records, counts = normalise_ultrafeedback(ROWS, num_proposals=4, rating="fine_grained", seed=0)
+    assert [r["messages"][0]["content"] for r in records] == ["Q1", "Q3"]
+    assert counts["rows_in"] == 5 and counts["rows_out"] == 2
+    assert counts["dropped_duplicate_query"] == 1
+    assert counts["dropped_empty_query"] == 1
+    assert counts["dropped_too_few_completions"] == 1
+    assert counts["completions_dropped_duplicate"] == 1 and counts["completions_dropped_empty"] == 1
+    assert counts["ratings_missing"] == 2  # "N/A" and NaN
+
+
+def test_ratings_travel_with_their_proposal_after_shuffling():
+    records, _ = normalise_ultrafeedback(ROWS, 4, "fine_grained", seed=0)
+    q1 = records[0]
+    by_text = dict(zip(q1["proposals"], q1["ratings"]))
+    assert by_text == {"a": 4.5, "b": None, "c": None, "d": 2.0}
+    q3 = records[1]
+    assert dict(zip(q3["proposals"], q3["proposal_models"]))["p"] == "m1"
+
+
+def test_shuffle_is_deterministic_per_seed_and_example():
+    a, _ = normalise_ultrafeedback(ROWS, 4, "overall", seed=0)
+    b, _ = normalise_ultrafeedback(ROWS, 4, "overall", seed=0)
+    assert a == b
+    orders = {tuple(shuffled(list("abcdef"), s, "k")) for s in range(10)}
+    assert len(orders) > 5  # different seeds give different orders
+    assert records_ids(a) == [query_id("Q1"), query_id("Q3")]
+
+
+def records_ids(records):
+    return [r["id"] for r in records]
+
+
+def test_overall_rating_is_used_when_configured():
+    records, _ = normalise_ultrafeedback([ROWS[4]], 4, "overall", seed=0)
+    assert records[0]["ratings"] == [8.0] * 4
+
+
+def test_icl_prompt_inserts_query():
+    assert icl_prompt("Demo\nQuery: {query}\nAnswer:", "Add 1 and 2.") == "Demo\nQuery: Add 1 and 2.\nAnswer:"
+
+
+def test_clean_sample_drops_empty_and_degenerate():
+    assert clean_sample("  The answer is 3. ") == "The answer is 3."
+    assert clean_sample("   ") is None
+    assert clean_sample("is is is is is is is is is") is None
+
+
+def test_on_policy_records_drop_queries_without_enough_clean_samples():
+    queries = [{"id": "a", "messages": [{"role": "user", "content": "A"}]},
+               {"id": "b", "messages": [{"role": "user", "content": "B"}]}]
+    samples = [[" x", "y", "z"], ["x", "", ""]]
+    records, counts = on_policy_records(queries, samples, num_proposals=3, seed=0)
+    assert [r["id"] for r in records] == ["a"]
+    assert sorted(records[0]["proposals"]) == ["x", "y", "z"]
+    assert counts["samples_dropped"] == 2 and counts["dropped_too_few_samples"] == 1

@@ -1,0 +1,23 @@
+# Inference: direct answers, or propose-and-aggregate with the official semantics (vLLM).
+
+
+rule generate_answers:
+    input:
+        model="results/train_model/{base}/{variant}/model",
+        bench="results/prepare_bench/{bench}.jsonl",
+        template=CFG.inference.template_file,
+    output:
+        answers="results/generate_answers/{base}/{variant}/{mode}/{bench}.jsonl",
+        metrics="results/generate_answers/{base}/{variant}/{mode}/{bench}.metrics.json",
+    log:
+        "logs/generate_answers/{base}/{variant}/{mode}/{bench}.log",
+    params:
+        cfg=section(inference=CFG.inference),
+        wc=wildcard_tags,
+    threads: workflow.cores
+    resources:
+        gpu=CFG.inference.engine.tensor_parallel_size if CFG.train.num_gpus else 0,
+    shell:
+        "python -m aft.stages.generate_answers --config {params.cfg:q} --mode {wildcards.mode}"
+        " --model {input.model} --bench {input.bench} --out {output.answers}"
+        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

@@ -1,0 +1,57 @@
+# Proposals (off-policy from UltraFeedback, on-policy sampled from the base) and aggregation targets.
+
+
+rule build_proposals_off:
+    input:
+        ultrafeedback="results/prepare_data/ultrafeedback.jsonl",
+    output:
+        proposals="results/build_proposals_off/proposals.jsonl",
+        metrics="results/build_proposals_off/metrics.json",
+    log:
+        "logs/build_proposals_off/build_proposals_off.log",
+    params:
+        cfg=section(proposals=CFG.proposals),
+    shell:
+        "python -m aft.stages.build_proposals_off --config {params.cfg:q}"
+        " --ultrafeedback {input.ultrafeedback} --out {output.proposals}"
+        " --metrics {output.metrics} > {log} 2>&1"
+
+
+rule build_proposals_on:
+    input:
+        queries="results/prepare_data/queries.jsonl",
+        icl_prompt=CFG.on_policy.icl_prompt_file,
+        model=base_model_input,
+    output:
+        proposals="results/build_proposals_on/{base}/proposals.jsonl",
+        metrics="results/build_proposals_on/{base}/metrics.json",
+    log:
+        "logs/build_proposals_on/{base}.log",
+    params:
+        cfg=lambda w: section(proposals=CFG.proposals, on_policy=CFG.on_policy, base=CFG.bases[w.base]),
+        model=lambda w: base_model(w.base),
+        wc=wildcard_tags,
+    threads: workflow.cores
+    shell:
+        "python -m aft.stages.build_proposals_on --config {params.cfg:q} --queries {input.queries}"
+        " --base-model {params.model} --out {output.proposals} --metrics {output.metrics}"
+        " --wildcards {params.wc} > {log} 2>&1"
+
+
+rule build_targets:
+    input:
+        proposals=lambda w: proposals_file(w.pset),
+        queries="results/prepare_data/queries.jsonl",
+        template=CFG.targets.template_file,
+    output:
+        targets="results/build_targets/{pset}/targets.jsonl",
+        metrics="results/build_targets/{pset}/metrics.json",
+    log:
+        "logs/build_targets/{pset}.log",
+    params:
+        cfg=section(targets=CFG.targets),
+        wc=wildcard_tags,
+    shell:
+        "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
+        " --queries {input.queries} --out {output.targets} --metrics {output.metrics}"
+        " --wildcards {params.wc} > {log} 2>&1"

@@ -1,0 +1,27 @@
+# MLflow: the store is created once and the workflow's parent run opened before any job starts;
+# jobs find both through the environment (tracking settings are no rerun trigger).
+import os
+
+from aft.tracking import COPY_MODELS_ENV, PARENT_ENV, end_workflow_run, git_sha, start_workflow_run
+
+os.environ.setdefault("MLFLOW_TRACKING_URI", CFG.tracking.tracking_uri)
+os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", CFG.tracking.experiment)
+os.environ[COPY_MODELS_ENV] = "1" if CFG.tracking.copy_models else "0"
+
+
+onstart:
+    os.environ[PARENT_ENV] = start_workflow_run(
+        os.environ["MLFLOW_TRACKING_URI"],
+        os.environ["MLFLOW_EXPERIMENT_NAME"],
+        {"git_sha": git_sha(), "config_hash": config_hash(CFG)},
+    )
+
+
+onsuccess:
+    if PARENT_ENV in os.environ:
+        end_workflow_run(os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FINISHED")
+
+
+onerror:
+    if PARENT_ENV in os.environ:
+        end_workflow_run(os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FAILED")

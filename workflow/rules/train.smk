@@ -1,0 +1,45 @@
+# Training sets (SFT: direct examples; AFT: aggregation + direct examples) and fine-tuning.
+
+
+rule build_dataset:
+    input:
+        proposals=lambda w: proposals_file(pset_of(w.variant, w.base)),
+        targets=lambda w: f"results/build_targets/{pset_of(w.variant, w.base)}/targets.jsonl",
+        template=CFG.dataset.template_file,
+        model=base_model_input,
+    output:
+        data="results/build_dataset/{base}/{variant}/train.jsonl",
+        metrics="results/build_dataset/{base}/{variant}/metrics.json",
+    log:
+        "logs/build_dataset/{base}/{variant}.log",
+    params:
+        cfg=lambda w: section(dataset=CFG.dataset, base=CFG.bases[w.base]),
+        model=lambda w: base_model(w.base),
+        wc=wildcard_tags,
+    shell:
+        "python -m aft.stages.build_dataset --config {params.cfg:q} --variant {wildcards.variant}"
+        " --proposals {input.proposals} --targets {input.targets} --tokenizer {params.model}"
+        " --out {output.data} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
+
+
+rule train_model:
+    input:
+        data="results/build_dataset/{base}/{variant}/train.jsonl",
+        model=base_model_input,
+    output:
+        model=directory("results/train_model/{base}/{variant}/model"),
+        metrics="results/train_model/{base}/{variant}/metrics.json",
+    log:
+        "logs/train_model/{base}/{variant}.log",
+    params:
+        cfg=lambda w: section(train=CFG.train, base=CFG.bases[w.base]),
+        model=lambda w: base_model(w.base),
+        launch=train_launcher(CFG.train),
+        wc=wildcard_tags,
+    threads: workflow.cores
+    resources:
+        gpu=CFG.train.num_gpus,
+    shell:
+        "{params.launch} -m aft.stages.train_model --config {params.cfg:q} --data {input.data}"
+        " --base-model {params.model} --out {output.model} --metrics {output.metrics}"
+        " --wildcards {params.wc} > {log} 2>&1"
