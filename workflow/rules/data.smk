@@ -18,6 +18,8 @@ rule prepare_data:
         metrics="results/prepare_data/metrics.json",
     log:
         "logs/prepare_data/prepare_data.log",
+    benchmark:
+        "results/benchmarks/prepare_data/prepare_data.tsv",
     params:
         cfg=section(data=CFG.data),
     shell:
@@ -31,6 +33,8 @@ rule prepare_bench:
         metrics="results/prepare_bench/{bench}.metrics.json",
     log:
         "logs/prepare_bench/{bench}.log",
+    benchmark:
+        "results/benchmarks/prepare_bench/{bench}.tsv",
     params:
         cfg=section(data=CFG.data),
         wc=wildcard_tags,
@@ -47,6 +51,8 @@ rule build_base:
         metrics="results/build_base/{base}/metrics.json",
     log:
         "logs/build_base/{base}.log",
+    benchmark:
+        "results/benchmarks/build_base/{base}.tsv",
     params:
         cfg=lambda w: section(base=CFG.bases[w.base]),
         wc=wildcard_tags,

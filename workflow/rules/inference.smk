@@ -11,6 +11,8 @@ rule generate_answers:
         metrics="results/generate_answers/{base}/{variant}/{mode}/{bench}.metrics.json",
     log:
         "logs/generate_answers/{base}/{variant}/{mode}/{bench}.log",
+    benchmark:
+        "results/benchmarks/generate_answers/{base}/{variant}/{mode}/{bench}.tsv",
     params:
         cfg=section(inference=CFG.inference),
         wc=wildcard_tags,

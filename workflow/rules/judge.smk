@@ -10,6 +10,8 @@ rule judge_answers:
         metrics="results/judge_answers/{base}/{variant}/{mode}/{bench}.metrics.json",
     log:
         "logs/judge_answers/{base}/{variant}/{mode}/{bench}.log",
+    benchmark:
+        "results/benchmarks/judge_answers/{base}/{variant}/{mode}/{bench}.tsv",
     params:
         cfg=section(judge=CFG.judge),
         wc=wildcard_tags,

@@ -9,6 +9,8 @@ rule build_proposals_off:
         metrics="results/build_proposals_off/metrics.json",
     log:
         "logs/build_proposals_off/build_proposals_off.log",
+    benchmark:
+        "results/benchmarks/build_proposals_off/build_proposals_off.tsv",
     params:
         cfg=section(proposals=CFG.proposals),
     shell:
@@ -27,6 +29,8 @@ rule build_proposals_on:
         metrics="results/build_proposals_on/{base}/metrics.json",
     log:
         "logs/build_proposals_on/{base}.log",
+    benchmark:
+        "results/benchmarks/build_proposals_on/{base}.tsv",
     params:
         cfg=lambda w: section(proposals=CFG.proposals, on_policy=CFG.on_policy, base=CFG.bases[w.base]),
         model=lambda w: base_model(w.base),
@@ -48,6 +52,8 @@ rule build_targets:
         metrics="results/build_targets/{pset}/metrics.json",
     log:
         "logs/build_targets/{pset}.log",
+    benchmark:
+        "results/benchmarks/build_targets/{pset}.tsv",
     params:
         cfg=section(targets=CFG.targets),
         wc=wildcard_tags,

@@ -11,6 +11,8 @@ rule make_report:
         metrics="results/make_report/metrics.json",
     log:
         "logs/make_report/make_report.log",
+    benchmark:
+        "results/benchmarks/make_report/make_report.tsv",
     params:
         cfg=section(report=CFG.report),
     shell:

@@ -12,6 +12,8 @@ rule build_dataset:
         metrics="results/build_dataset/{base}/{variant}/metrics.json",
     log:
         "logs/build_dataset/{base}/{variant}.log",
+    benchmark:
+        "results/benchmarks/build_dataset/{base}/{variant}.tsv",
     params:
         cfg=lambda w: section(dataset=CFG.dataset, base=CFG.bases[w.base]),
         model=lambda w: base_model(w.base),
@@ -31,6 +33,8 @@ rule train_model:
         metrics="results/train_model/{base}/{variant}/metrics.json",
     log:
         "logs/train_model/{base}/{variant}.log",
+    benchmark:
+        "results/benchmarks/train_model/{base}/{variant}.tsv",
     params:
         cfg=lambda w: section(train=CFG.train, base=CFG.bases[w.base]),
         model=lambda w: base_model(w.base),
