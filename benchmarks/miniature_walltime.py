@@ -57,8 +57,19 @@ def main() -> None:
     total = run(["snakemake", "--cores", str(args.cores)], work)
     noop = run(["snakemake", "--cores", str(args.cores)], work)
     rules = per_rule_seconds(work)
-    order = ["prepare_data", "prepare_bench", "build_base", "build_proposals_off", "build_proposals_on",
-             "build_targets", "build_dataset", "train_model", "generate_answers", "judge_answers", "make_report"]
+    order = [
+        "prepare_data",
+        "prepare_bench",
+        "build_base",
+        "build_proposals_off",
+        "build_proposals_on",
+        "build_targets",
+        "build_dataset",
+        "train_model",
+        "generate_answers",
+        "judge_answers",
+        "make_report",
+    ]
     print(f"{'rule':<22}{'jobs':>5}{'seconds':>10}{'max RSS MB':>12}")
     for rule in order:
         if rule in rules:

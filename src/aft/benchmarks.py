@@ -9,8 +9,7 @@ def exact_match_rows(tasks: list[Task]) -> list[dict]:
     from aft.proposals import query_id
 
     return [
-        {"id": query_id(t.query), "turns": [t.query], "answer": t.answer, "category": t.kind}
-        for t in tasks
+        {"id": query_id(t.query), "turns": [t.query], "answer": t.answer, "category": t.kind} for t in tasks
     ]
 
 

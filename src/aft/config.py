@@ -307,7 +307,9 @@ class Config(Section):
             raise ValueError(f"grid.benchmarks {llm_judged} need judge.model")
         unknown = sorted(set(self.report.paper_bases) - set(self.bases))
         if unknown:
-            raise ValueError(f"report.paper_bases names {unknown}, which are not in bases {sorted(self.bases)}")
+            raise ValueError(
+                f"report.paper_bases names {unknown}, which are not in bases {sorted(self.bases)}"
+            )
         return self
 
 

@@ -55,9 +55,7 @@ def build_examples(
     return examples, counts
 
 
-def filter_by_length(
-    examples: list[dict], count_tokens, max_length: int
-) -> tuple[list[dict], int]:
+def filter_by_length(examples: list[dict], count_tokens, max_length: int) -> tuple[list[dict], int]:
     """Drop examples whose rendered conversation exceeds `max_length` tokens; return the drop count."""
     kept = [e for e in examples if count_tokens(e["messages"]) <= max_length]
     return kept, len(examples) - len(kept)

@@ -33,9 +33,7 @@ def aggregation_system(proposals: list[str], template: str) -> str:
     return template + "\n" + numbered
 
 
-def aggregation_messages(
-    conversation: list[Message], proposals: list[str], template: str
-) -> list[Message]:
+def aggregation_messages(conversation: list[Message], proposals: list[str], template: str) -> list[Message]:
     """An aggregation layer's prompt: system = template + "\\n" + "1. p1\\n2. p2...", history kept."""
     system = {"role": "system", "content": aggregation_system(proposals, template)}
     return [system, *_without_system(conversation)]

@@ -7,16 +7,40 @@ PAPER: dict[str, dict[str, dict[str, float]]] = {
     "Mistral-7B-v0.1": {
         "SFT": {"mt_1st": 6.6, "mt_2nd": 6.1, "mt_avg": 6.4, "ae2_lc": 6.7, "ae2_wr": 6.1},
         "AFT-off-policy": {"mt_1st": 7.7, "mt_2nd": 6.3, "mt_avg": 7.0, "ae2_lc": 19.8, "ae2_wr": 20.0},
-        "AFT-off-policy w/ Agg.": {"mt_1st": 8.0, "mt_2nd": 7.0, "mt_avg": 7.5, "ae2_lc": 33.8, "ae2_wr": 47.8},
+        "AFT-off-policy w/ Agg.": {
+            "mt_1st": 8.0,
+            "mt_2nd": 7.0,
+            "mt_avg": 7.5,
+            "ae2_lc": 33.8,
+            "ae2_wr": 47.8,
+        },
         "AFT-on-policy": {"mt_1st": 7.5, "mt_2nd": 6.4, "mt_avg": 6.9, "ae2_lc": 23.4, "ae2_wr": 24.9},
-        "AFT-on-policy w/ Agg.": {"mt_1st": 8.3, "mt_2nd": 7.0, "mt_avg": 7.6, "ae2_lc": 30.7, "ae2_wr": 48.4},
+        "AFT-on-policy w/ Agg.": {
+            "mt_1st": 8.3,
+            "mt_2nd": 7.0,
+            "mt_avg": 7.6,
+            "ae2_lc": 30.7,
+            "ae2_wr": 48.4,
+        },
     },
     "Llama-3.1-8B": {
         "SFT": {"mt_1st": 7.3, "mt_2nd": 6.2, "mt_avg": 6.8, "ae2_lc": 8.0, "ae2_wr": 7.3},
         "AFT-off-policy": {"mt_1st": 7.7, "mt_2nd": 6.9, "mt_avg": 7.3, "ae2_lc": 20.3, "ae2_wr": 19.6},
-        "AFT-off-policy w/ Agg.": {"mt_1st": 8.3, "mt_2nd": 7.6, "mt_avg": 7.9, "ae2_lc": 40.3, "ae2_wr": 47.8},
+        "AFT-off-policy w/ Agg.": {
+            "mt_1st": 8.3,
+            "mt_2nd": 7.6,
+            "mt_avg": 7.9,
+            "ae2_lc": 40.3,
+            "ae2_wr": 47.8,
+        },
         "AFT-on-policy": {"mt_1st": 7.9, "mt_2nd": 6.9, "mt_avg": 7.4, "ae2_lc": 21.5, "ae2_wr": 21.8},
-        "AFT-on-policy w/ Agg.": {"mt_1st": 8.5, "mt_2nd": 7.6, "mt_avg": 8.1, "ae2_lc": 41.3, "ae2_wr": 51.3},
+        "AFT-on-policy w/ Agg.": {
+            "mt_1st": 8.5,
+            "mt_2nd": 7.6,
+            "mt_avg": 8.1,
+            "ae2_lc": 41.3,
+            "ae2_wr": 51.3,
+        },
     },
 }
 
@@ -95,7 +119,8 @@ def direction_checks(results: list[dict]) -> list[str]:
                     continue
                 ok = agg > aft > sft
                 lines.append(
-                    f"{base} / {bench} / {VARIANT_LABEL[v]}: w/ Agg. {agg:.1f} > AFT {aft:.1f} > SFT {sft:.1f}"
+                    f"{base} / {bench} / {VARIANT_LABEL[v]}: "
+                    f"w/ Agg. {agg:.1f} > AFT {aft:.1f} > SFT {sft:.1f}"
                     f": {'holds' if ok else 'does NOT hold'}"
                 )
     return lines
@@ -115,7 +140,11 @@ def plot(results: list[dict], path) -> None:
         key, title, _ = COLUMNS[bench][-1] if bench == "mt_bench" else COLUMNS[bench][0]
         rows = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
         rows = [(label, r["scores"][key]) for label, r in rows if r is not None]
-        ax.bar(range(len(rows)), [s for _, s in rows], color=["#999", "#bbb", "#1f77b4", "#6baed6", "#d62728", "#fc9272"][: len(rows)])
+        ax.bar(
+            range(len(rows)),
+            [s for _, s in rows],
+            color=["#999", "#bbb", "#1f77b4", "#6baed6", "#d62728", "#fc9272"][: len(rows)],
+        )
         ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(title)
         ax.set_title(f"{base}: {bench}")

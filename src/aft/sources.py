@@ -17,9 +17,7 @@ def fetch(src: SourceFile) -> Path:
         return path
     from huggingface_hub import hf_hub_download
 
-    return Path(
-        hf_hub_download(src.repo_id, src.filename, revision=src.revision, repo_type="dataset")
-    )
+    return Path(hf_hub_download(src.repo_id, src.filename, revision=src.revision, repo_type="dataset"))
 
 
 def read_records(path: Path) -> list[dict]:

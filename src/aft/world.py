@@ -15,12 +15,25 @@ ANSWER_RE = re.compile(r"The answer is ([^\n]+?)\.(?:\s|$)")
 SYLLABLES = ["ka", "lo", "mi", "ru", "ten", "sa", "po", "vi", "del", "an", "bo", "ne", "tra", "gu", "fi"]
 
 WORDINGS: dict[str, list[str]] = {
-    "add": ["What is {a} plus {b}?", "Add {a} and {b}.", "Compute {a} + {b}.", "What is the sum of {a} and {b}?"],
+    "add": [
+        "What is {a} plus {b}?",
+        "Add {a} and {b}.",
+        "Compute {a} + {b}.",
+        "What is the sum of {a} and {b}?",
+    ],
     "add3": ["What is {a} + {b} + {c}?", "Add {a}, {b} and {c}.", "Compute the sum of {a}, {b} and {c}."],
     "sub": ["What is {a} minus {b}?", "Subtract {b} from {a}.", "Compute {a} - {b}."],
     "max": ["What is the largest number in {lst}?", "Find the maximum of {lst}.", "Which is biggest: {lst}?"],
-    "min": ["What is the smallest number in {lst}?", "Find the minimum of {lst}.", "Which is smallest: {lst}?"],
-    "sort": ["Sort {lst} in ascending order.", "Put {lst} in increasing order.", "Order from small to large: {lst}."],
+    "min": [
+        "What is the smallest number in {lst}?",
+        "Find the minimum of {lst}.",
+        "Which is smallest: {lst}?",
+    ],
+    "sort": [
+        "Sort {lst} in ascending order.",
+        "Put {lst} in increasing order.",
+        "Order from small to large: {lst}.",
+    ],
     "reverse": ["Reverse the word {w}.", "Write {w} backwards.", "Spell {w} in reverse."],
     "count": ["How many times does the letter {c} appear in {w}?", "Count the letter {c} in {w}."],
 }

@@ -58,5 +58,5 @@ rule build_base:
         wc=wildcard_tags,
     threads: workflow.cores
     shell:
-        "python -m aft.stages.build_base --config {params.cfg:q} --corpus {input.corpus}"
+        "OMP_NUM_THREADS={threads} python -m aft.stages.build_base --config {params.cfg:q} --corpus {input.corpus}"
         " --out {output.model} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

@@ -44,6 +44,6 @@ rule train_model:
     resources:
         gpu=CFG.train.num_gpus,
     shell:
-        "{params.launch} -m aft.stages.train_model --config {params.cfg:q} --data {input.data}"
+        "OMP_NUM_THREADS={threads} {params.launch} -m aft.stages.train_model --config {params.cfg:q} --data {input.data}"
         " --base-model {params.model} --out {output.model} --metrics {output.metrics}"
         " --wildcards {params.wc} > {log} 2>&1"

@@ -36,8 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer.chat_template = load_chat_template(base.chat_template)
     targets = {t["id"]: t["target"] for t in read_jsonl(args.targets)}
     examples, counts = build_examples(
-        args.variant, read_jsonl(args.proposals), targets, load_template(dc.template_file),
-        dc.direct_fraction, dc.seed,
+        args.variant,
+        read_jsonl(args.proposals),
+        targets,
+        load_template(dc.template_file),
+        dc.direct_fraction,
+        dc.seed,
     )
     examples, too_long = filter_by_length(examples, token_counter(tokenizer), dc.max_length)
     if not examples:

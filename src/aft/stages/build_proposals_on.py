@@ -13,8 +13,8 @@ from pathlib import Path
 from aft.config import BaseModelConfig, OnPolicyConfig, ProposalsConfig
 from aft.engine import Sampling, VLLMEngine
 from aft.io import read_jsonl, write_jsonl
-from aft.proposals import icl_prompt, on_policy_records
 from aft.prompts import load_template
+from aft.proposals import icl_prompt, on_policy_records
 from aft.stage import finish, parser, sections, setup_logging
 from aft.world import is_correct
 

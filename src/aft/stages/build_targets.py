@@ -1,7 +1,8 @@
 """Stage `build_targets`: the aggregation target for each query of a proposal set.
 
 Usage (what the rule runs; runnable by hand too):
-    python -m aft.stages.build_targets --config CFG --proposals JSONL --queries JSONL --out JSONL --metrics FILE
+    python -m aft.stages.build_targets --config CFG --proposals JSONL --queries JSONL --out JSONL \
+        --metrics FILE
 """
 
 from __future__ import annotations

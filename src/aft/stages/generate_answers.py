@@ -20,8 +20,13 @@ from aft.stage import finish, parser, sections, setup_logging
 
 def settings(ic: InferenceConfig) -> AggSettings:
     return AggSettings(
-        n=ic.n, num_aggregation=ic.num_aggregation, temperature=ic.temperature, top_p=ic.top_p,
-        final_temperature=ic.final_temperature, final_top_p=ic.final_top_p, max_tokens=ic.max_tokens,
+        n=ic.n,
+        num_aggregation=ic.num_aggregation,
+        temperature=ic.temperature,
+        top_p=ic.top_p,
+        final_temperature=ic.final_temperature,
+        final_top_p=ic.final_top_p,
+        max_tokens=ic.max_tokens,
     )
 
 

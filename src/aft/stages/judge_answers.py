@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> None:
             " the AlpacaEval 2 and MT-Bench judges are open work, see the README"
         )
     result = JUDGES[args.bench_name](read_jsonl(args.answers), read_jsonl(args.bench))
-    result |= {"bench": args.bench_name, "judge": args.bench_name, "wildcards": parse_wildcards(args.wildcards)}
+    result |= {
+        "bench": args.bench_name,
+        "judge": args.bench_name,
+        "wildcards": parse_wildcards(args.wildcards),
+    }
     write_json(args.out, result)
     finish("judge_answers", args, cfg, result["scores"] | {"n": result["n"]}, [args.out], started)
 

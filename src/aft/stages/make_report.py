@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.json, results)
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     plot(results, args.plot)
-    metrics = {"n_results": len(results), "direction_holds": sum("holds" in c and "NOT" not in c for c in checks)}
+    metrics = {
+        "n_results": len(results),
+        "direction_holds": sum("holds" in c and "NOT" not in c for c in checks),
+    }
     finish("make_report", args, cfg, metrics, [args.table, args.plot, args.json], started)
 
 

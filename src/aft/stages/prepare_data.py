@@ -25,8 +25,12 @@ def prepare_miniature(cfg: DataConfig, out: Path) -> dict:
     splits = world.split_tasks(mw, cfg.seed)
     atomic_write_text(out / "corpus.txt", world.corpus_text(mw, splits["pretrain"], cfg.seed + 1))
     queries = [
-        {"id": query_id(t.query), "messages": [{"role": "user", "content": t.query}], "answer": t.answer,
-         "category": t.kind}
+        {
+            "id": query_id(t.query),
+            "messages": [{"role": "user", "content": t.query}],
+            "answer": t.answer,
+            "category": t.kind,
+        }
         for t in splits["train"]
     ]
     write_jsonl(out / "queries.jsonl", queries)
@@ -43,8 +47,14 @@ def prepare_paper(cfg: DataConfig, out: Path) -> dict:
         q = (r.get("instruction") or "").strip()
         if q and q not in seen:
             seen.add(q)
-            queries.append({"id": query_id(q), "messages": [{"role": "user", "content": q}], "answer": None,
-                            "category": r.get("source", "ultrafeedback")})
+            queries.append(
+                {
+                    "id": query_id(q),
+                    "messages": [{"role": "user", "content": q}],
+                    "answer": None,
+                    "category": r.get("source", "ultrafeedback"),
+                }
+            )
     write_jsonl(out / "queries.jsonl", queries)
     return {"n_ultrafeedback_rows": len(rows), "n_train": len(queries)}
 
