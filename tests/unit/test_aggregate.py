@@ -7,8 +7,9 @@ import pytest
 from aft.aggregate import AggSettings, answer_dialogues, answerer, propose_and_aggregate
 from aft.engine import EngineStats, RepeatedPromptEngine, Sampling
 
-S = AggSettings(n=3, num_aggregation=2, temperature=0.7, top_p=0.95, final_temperature=0.5,
-                final_top_p=1.0, max_tokens=16)
+S = AggSettings(
+    n=3, num_aggregation=2, temperature=0.7, top_p=0.95, final_temperature=0.5, final_top_p=1.0, max_tokens=16
+)
 
 
 @dataclass
@@ -27,7 +28,10 @@ class Recorder:
         return self.chat(prompts, sampling)
 
 
-CONVS = [[{"role": "user", "content": "Q0"}], [{"role": "system", "content": "sys"}, {"role": "user", "content": "Q1"}]]
+CONVS = [
+    [{"role": "user", "content": "Q0"}],
+    [{"role": "system", "content": "sys"}, {"role": "user", "content": "Q1"}],
+]
 
 
 def test_layers_follow_the_official_semantics():

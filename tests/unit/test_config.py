@@ -37,12 +37,22 @@ def test_paper_config_is_the_full_grid():
 
 
 BAD = [
-    ("batch-not-divisible", {"train": {"global_batch_size": 33}}, "train", "divisible by per_device_batch_size"),
+    (
+        "batch-not-divisible",
+        {"train": {"global_batch_size": 33}},
+        "train",
+        "divisible by per_device_batch_size",
+    ),
     ("typo-key", {"inference": {"temprature": 0.7}}, "inference.temprature", "Extra inputs"),
     ("wrong-type", {"inference": {"n": "five"}}, "inference.n", "valid integer"),
     ("negative", {"inference": {"n": 0}}, "inference.n", "greater than or equal to 1"),
     ("top-p-range", {"inference": {"top_p": 1.5}}, "inference.top_p", "less than or equal to 1"),
-    ("unknown-variant", {"grid": {"variants": ["sft", "dpo"]}}, "grid.variants.1", "'sft', 'aft_off' or 'aft_on'"),
+    (
+        "unknown-variant",
+        {"grid": {"variants": ["sft", "dpo"]}},
+        "grid.variants.1",
+        "'sft', 'aft_off' or 'aft_on'",
+    ),
     ("bf16-on-cpu", {"train": {"bf16": True}}, "train", "bf16=true needs num_gpus >= 1"),
     ("base-name-underscore", {"bases": {"my_base": None}}, "bases", "pattern"),
     ("paper-bases-unknown", {"report": {"paper_bases": {"nope": None}}}, "<config>", "not in bases"),
@@ -66,13 +76,17 @@ def test_bad_values_are_rejected_naming_key_and_expectation(case, patch, key, ex
 def test_committed_schema_is_not_stale():
     committed = json.loads((ROOT / "workflow/schemas/config.schema.json").read_text())
     assert committed == json.loads(json.dumps(json_schema())), (
-        "workflow/schemas/config.schema.json is stale: run `python -m aft.config > workflow/schemas/config.schema.json`"
+        "workflow/schemas/config.schema.json is stale: run `make schema`"
     )
 
 
 def test_template_files_named_in_configs_exist():
     for path in SHIPPED:
         cfg = load_config(load_yaml(path))
-        for f in (cfg.inference.template_file, cfg.dataset.template_file, cfg.targets.template_file,
-                  cfg.on_policy.icl_prompt_file):
+        for f in (
+            cfg.inference.template_file,
+            cfg.dataset.template_file,
+            cfg.targets.template_file,
+            cfg.on_policy.icl_prompt_file,
+        ):
             assert Path(ROOT / f).is_file(), f

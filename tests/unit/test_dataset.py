@@ -2,8 +2,12 @@ from aft.dataset import build_examples, filter_by_length
 from aft.targets import best_rated_targets, oracle_targets
 
 RECORDS = [
-    {"id": f"q{i}", "messages": [{"role": "user", "content": f"Q{i}"}], "proposals": ["p1", "p2"],
-     "ratings": [1.0, 3.0]}
+    {
+        "id": f"q{i}",
+        "messages": [{"role": "user", "content": f"Q{i}"}],
+        "proposals": ["p1", "p2"],
+        "ratings": [1.0, 3.0],
+    }
     for i in range(50)
 ]
 TARGETS = {f"q{i}": f"T{i}" for i in range(49)}  # q49 has no target
@@ -49,7 +53,13 @@ def test_filter_by_length_counts_drops():
 
 
 def test_oracle_and_best_rated_targets():
-    assert oracle_targets(RECORDS[:1], {"q0": "7"}) == [{"id": "q0", "target": "The answer is 7.", "teacher": "oracle"}]
-    best = best_rated_targets([{"id": "a", "proposals": ["x", "y", "z"], "ratings": [3.0, None, 3.0]},
-                               {"id": "b", "proposals": ["x"], "ratings": [None]}])
+    assert oracle_targets(RECORDS[:1], {"q0": "7"}) == [
+        {"id": "q0", "target": "The answer is 7.", "teacher": "oracle"}
+    ]
+    best = best_rated_targets(
+        [
+            {"id": "a", "proposals": ["x", "y", "z"], "ratings": [3.0, None, 3.0]},
+            {"id": "b", "proposals": ["x"], "ratings": [None]},
+        ]
+    )
     assert best == [{"id": "a", "target": "x", "teacher": "best_rated"}]  # tie -> first; unrated skipped

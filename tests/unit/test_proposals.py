@@ -1,4 +1,11 @@
-from aft.proposals import clean_sample, icl_prompt, normalise_ultrafeedback, on_policy_records, query_id, shuffled
+from aft.proposals import (
+    clean_sample,
+    icl_prompt,
+    normalise_ultrafeedback,
+    on_policy_records,
+    query_id,
+    shuffled,
+)
 
 
 def _c(text, fine=4.0, overall=8.0, model="m"):
@@ -63,8 +70,10 @@ def test_clean_sample_drops_empty_and_degenerate():
 
 
 def test_on_policy_records_drop_queries_without_enough_clean_samples():
-    queries = [{"id": "a", "messages": [{"role": "user", "content": "A"}]},
-               {"id": "b", "messages": [{"role": "user", "content": "B"}]}]
+    queries = [
+        {"id": "a", "messages": [{"role": "user", "content": "A"}]},
+        {"id": "b", "messages": [{"role": "user", "content": "B"}]},
+    ]
     samples = [[" x", "y", "z"], ["x", "", ""]]
     records, counts = on_policy_records(queries, samples, num_proposals=3, seed=0)
     assert [r["id"] for r in records] == ["a"]

@@ -7,8 +7,13 @@ from aft.config import MiniatureWorld
 from aft.proposals import ASPECT_KEYS
 
 MW = MiniatureWorld(
-    tasks=["add", "sub", "max", "min", "sort", "reverse", "count"], max_operand=20, n_pretrain=400,
-    n_train=100, n_eval=50, pretrain_wrong_fraction=0.3, offpolicy_model_accuracies=[0.9, 0.5],
+    tasks=["add", "sub", "max", "min", "sort", "reverse", "count"],
+    max_operand=20,
+    n_pretrain=400,
+    n_train=100,
+    n_eval=50,
+    pretrain_wrong_fraction=0.3,
+    offpolicy_model_accuracies=[0.9, 0.5],
 )
 
 
@@ -58,11 +63,21 @@ def test_ultrafeedback_rows_have_the_published_schema_and_accuracy():
     tasks = world.split_tasks(MW, 0)["train"]
     rows = world.ultrafeedback_rows(MW, tasks, 2)
     row = rows[0]
-    assert set(row) == {"source", "instruction", "models", "completions", "correct_answers", "incorrect_answers"}
+    assert set(row) == {
+        "source",
+        "instruction",
+        "models",
+        "completions",
+        "correct_answers",
+        "incorrect_answers",
+    }
     c = row["completions"][0]
     assert {"model", "principle", "custom_system_prompt", "response", "annotations", "critique"} <= set(c)
     assert set(ASPECT_KEYS.values()) <= set(c)
     assert set(c["annotations"]) == set(world.ASPECTS)
-    acc = [sum(world.is_correct(r["completions"][i]["response"], t.answer) for r, t in zip(rows, tasks)) / len(rows)
-           for i in range(2)]
+    acc = [
+        sum(world.is_correct(r["completions"][i]["response"], t.answer) for r, t in zip(rows, tasks))
+        / len(rows)
+        for i in range(2)
+    ]
     assert acc[0] > 0.75 and 0.3 < acc[1] < 0.7
