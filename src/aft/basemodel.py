@@ -161,15 +161,17 @@ def _train(model, tokenizer, text: str, cfg: PretrainConfig, log_every: int) -> 
 def save_base(model, tokenizer, out: Path) -> None:
     """Save weights, tokenizer (with the chat template) and a generation config whose eos is the
     end-of-turn token, so vLLM and `generate` stop where an assistant turn ends."""
+    from transformers import GenerationConfig
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     special = {
         "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,  # <|end|>: ends an assistant turn after fine-tuning
         "pad_token_id": tokenizer.pad_token_id,
     }
     for key, value in special.items():
         setattr(model.config, key, value)
-        setattr(model.generation_config, key, value)
+    model.generation_config = GenerationConfig(**special)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -193,9 +193,12 @@ def ultrafeedback_rows(world: MiniatureWorld, tasks: list[Task], seed: int) -> l
     rows = []
     for t in tasks:
         completions = []
-        for model, acc, style in zip(models, world.offpolicy_model_accuracies, STYLES * 4):
+        for model, acc in zip(models, world.offpolicy_model_accuracies):
             correct = rng.random() < acc
             ans = t.answer if correct else wrong_answer(t, rng)
+            # a style drawn per completion: a fixed style per model would tell an aggregator which
+            # proposal comes from the most accurate model, a cue that its own samples never carry
+            style = rng.choice(STYLES)
             completions.append(_completion(model, style.format(a=format_answer(ans)), correct, rng))
         rows.append(
             {

@@ -81,3 +81,9 @@ def test_ultrafeedback_rows_have_the_published_schema_and_accuracy():
         for i in range(2)
     ]
     assert acc[0] > 0.75 and 0.3 < acc[1] < 0.7
+
+
+def test_response_style_does_not_reveal_the_simulated_model():
+    rows = world.ultrafeedback_rows(MW, world.split_tasks(MW, 0)["train"], 2)
+    prefixes = {r["completions"][0]["response"].split("The answer is")[0] for r in rows}
+    assert len(prefixes) == len(world.STYLES)
