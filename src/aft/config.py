@@ -166,6 +166,10 @@ class ProposalsConfig(Section):
     rating: Literal["fine_grained", "overall"] = Field(
         description="UltraFeedback rating used to rank completions"
     )
+    drop_duplicate_completions: bool = Field(
+        description="drop a completion whose text repeats another of the same query (off-policy);"
+        " a query left with fewer than num_proposals completions is dropped"
+    )
 
 
 # ------------------------------------------------------------------------------------------ targets

@@ -38,12 +38,13 @@ def shuffled(items: list, seed: int, key: str) -> list:
 
 
 def normalise_ultrafeedback(
-    rows: list[dict], num_proposals: int, rating: str, seed: int
+    rows: list[dict], num_proposals: int, rating: str, seed: int, drop_duplicates: bool = True
 ) -> tuple[list[dict], Counter]:
     """UltraFeedback rows -> proposal records, with counts of everything dropped and why.
 
-    Empty and duplicate completions are dropped; a query left with fewer than `num_proposals`
-    completions is dropped; the kept proposals are shuffled per example with `seed`.
+    Empty completions, and with `drop_duplicates` repeated ones, are dropped; a query left with
+    fewer than `num_proposals` completions is dropped; the kept proposals are shuffled per example
+    with `seed`.
     """
     counts: Counter = Counter(rows_in=len(rows))
     seen: set[str] = set()
@@ -62,7 +63,7 @@ def normalise_ultrafeedback(
             text = (c.get("response") or "").strip()
             if not text:
                 counts["completions_dropped_empty"] += 1
-            elif text in texts:
+            elif drop_duplicates and text in texts:
                 counts["completions_dropped_duplicate"] += 1
             else:
                 texts.add(text)

@@ -79,3 +79,13 @@ def test_on_policy_records_drop_queries_without_enough_clean_samples():
     assert [r["id"] for r in records] == ["a"]
     assert sorted(records[0]["proposals"]) == ["x", "y", "z"]
     assert counts["samples_dropped"] == 2 and counts["dropped_too_few_samples"] == 1
+
+
+def test_repeated_completions_are_kept_when_configured():
+    # Q2 has "a" twice (after stripping), one empty and "b": kept = 3 < 4 either way; with 3 proposals
+    # asked the repeat survives as agreement
+    records, counts = normalise_ultrafeedback([ROWS[3]], 3, "overall", seed=0, drop_duplicates=False)
+    assert sorted(records[0]["proposals"]) == ["a", "a", "b"]
+    assert counts["completions_dropped_duplicate"] == 0 and counts["completions_dropped_empty"] == 1
+    dropped, counts = normalise_ultrafeedback([ROWS[3]], 3, "overall", seed=0, drop_duplicates=True)
+    assert dropped == [] and counts["dropped_too_few_completions"] == 1

@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = sections(args.config, proposals=ProposalsConfig)
     pc = cfg["proposals"]
     records, counts = normalise_ultrafeedback(
-        read_jsonl(args.ultrafeedback), pc.num_proposals, pc.rating, pc.shuffle_seed
+        read_jsonl(args.ultrafeedback),
+        pc.num_proposals,
+        pc.rating,
+        pc.shuffle_seed,
+        pc.drop_duplicate_completions,
     )
     if not records:
         raise SystemExit(f"no query kept from {args.ultrafeedback}: {dict(counts)}")
