@@ -117,7 +117,8 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_job(run):
     assert 0 <= judge["metrics.accuracy"] <= 100
     assert judge["tags.git_sha"] and judge["tags.config_hash.judge"]
     train = children[children["tags.rule"] == "train_model"].iloc[0]
-    assert train["params.train.learning_rate"] == "0.0005"
+    lr = yaml.safe_load((run / "config/config.yaml").read_text())["train"]["learning_rate"]
+    assert float(train["params.train.learning_rate"]) == lr  # the stage's config section, as params
     assert len(train["tags.artifact.model.sha256"]) == 64  # model folder logged as path + checksum
     client = mlflow.MlflowClient()
     files = {a.path for a in client.list_artifacts(judge["run_id"])}
