@@ -27,4 +27,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         REPORT,
+        SOURCE_FILES,  # every configured source is fetched and checked, also those only judges read
     default_target: True

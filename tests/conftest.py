@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+# `.venv/bin/pytest` without an activated environment: the tools the tests start (snakemake, and the
+# `python -m aft.stages...` commands snakemake runs) come from the same environment as pytest
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def shared_file(rel: str) -> Path:
@@ -51,3 +57,23 @@ def copy_workflow(dest: Path) -> Path:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
     return dest
+
+
+def tiny_pretrain(**over):
+    """A PretrainConfig for a throwaway test model (1 layer, hidden 32), with some keys replaced."""
+    from aft.config import PretrainConfig
+
+    base = dict(
+        vocab_size=300,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        steps=1,
+        batch_size=1,
+        seq_len=64,
+        lr=1e-3,
+        seed=0,
+    )
+    return PretrainConfig(**(base | over))

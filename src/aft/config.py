@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -48,27 +49,12 @@ class MiniatureWorld(Section):
         return self
 
 
-class SourceFile(Section):
-    """A file from a hub dataset at a pinned revision, or a local copy (clusters without internet)."""
-
-    local_path: str | None = Field(None, description="read this file instead of downloading")
-    repo_id: str | None = Field(None, description="hub dataset repository")
-    filename: str | None = None
-    revision: str | None = Field(None, description="pinned commit of the hub repository")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> SourceFile:
-        if self.local_path is None and not (self.repo_id and self.filename and self.revision):
-            raise ValueError("give local_path, or repo_id + filename + revision (pinned)")
-        return self
-
-
 class PaperData(Section):
-    ultrafeedback: SourceFile
-    alpaca_eval_instructions: SourceFile
-    alpaca_eval_reference: SourceFile
-    mt_bench_questions: SourceFile
-    max_queries: int | None = Field(None, ge=1, description="cap on UltraFeedback queries (None = all)")
+    """The paper run's training queries (the files themselves come from the `sources` section)."""
+
+    max_queries: int | None = Field(
+        None, ge=1, description="cap on UltraFeedback rows, the first ones in file order (None = all)"
+    )
 
 
 class DataConfig(Section):
@@ -81,6 +67,112 @@ class DataConfig(Section):
     def _section_for_kind(self) -> DataConfig:
         if getattr(self, self.kind) is None:
             raise ValueError(f"data.kind is {self.kind!r}, so data.{self.kind} must be given")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ sources
+COMMIT = r"^[0-9a-f]{40}$"
+SHA256 = r"^[0-9a-f]{64}$"
+FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+SOURCE_NAMES = (
+    "ultrafeedback",
+    "alpaca_eval_instructions",
+    "alpaca_eval_reference",
+    "mt_bench_questions",
+    "mt_bench_reference_answers",
+    "mt_bench_judge_prompts",
+    "aggregation_template",
+)
+
+
+class SourceFile(Section):
+    """One file of a source: where it lives upstream, the name it gets here, its checksum."""
+
+    path: str = Field(min_length=1, description="path of the file inside the repository at `revision`")
+    name: str = Field(
+        pattern=FILE_NAME, description="file name written under results/download_source/<source>/"
+    )
+    sha256: str | None = Field(
+        pattern=SHA256,
+        description="sha256 of the file as written (after `extract`); a mismatch stops the download."
+        " null = not pinned: the download records the checksum it got in its metrics.json",
+    )
+    local_path: str | None = Field(
+        description="a local copy of the file as written here (after `extract`), read instead of the"
+        " mirror or the network and checked against sha256; where a file is read from is no rerun trigger"
+    )
+
+
+class Source(Section):
+    """Files of one Hugging Face hub repository or GitHub repository at one revision."""
+
+    host: Literal["hf_hub", "github"]
+    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", description="owner/name")
+    repo_type: Literal["dataset", "model", "space"] | None = Field(
+        description="hub repository type (host hf_hub); null for github"
+    )
+    revision: str = Field(
+        min_length=1, description="a commit (40 hex digits) pins the source; a branch name does not"
+    )
+    extract: str | None = Field(
+        description="the file is Python source: write the string literal assigned to this variable"
+        " instead (the official aggregation template lives in the official code's net.py)"
+    )
+    files: list[SourceFile] = Field(min_length=1, description="read in this order")
+
+    @model_validator(mode="after")
+    def _host_fields(self) -> Source:
+        if (self.host == "hf_hub") != (self.repo_type is not None):
+            raise ValueError(
+                "host 'hf_hub' needs repo_type (dataset, model or space) and host 'github' takes none:"
+                f" got host={self.host!r}, repo_type={self.repo_type!r}"
+            )
+        names = [f.name for f in self.files]
+        if len(set(names)) != len(names):
+            raise ValueError(f"file names must be unique within a source, got {names}")
+        return self
+
+    @property
+    def pinned(self) -> bool:
+        """A commit revision and a checksum for every file."""
+        return bool(re.match(COMMIT, self.revision)) and all(f.sha256 for f in self.files)
+
+
+class SourcesConfig(Section):
+    """Files the paper run reads, fetched once by the local rule `download_source` (one job a file).
+
+    Each file is read from its `local_path`, else from `mirror_dir`, else from the network, and is
+    checked against its sha256 wherever it came from."""
+
+    mirror_dir: str | None = Field(
+        description="a folder holding copies of the upstream files laid out as <mirror_dir>/<repo>/<path>"
+        " (`extract` still applies; e.g. written by"
+        " `huggingface-cli download REPO --repo-type dataset --revision R --local-dir <mirror_dir>/REPO`);"
+        " read instead of the network. null = download"
+    )
+    require_pinned: bool = Field(
+        description="reject a source without a commit revision and a sha256 for every file"
+    )
+    ultrafeedback: Source | None = Field(description="openbmb/UltraFeedback (the training queries)")
+    alpaca_eval_instructions: Source | None = Field(description="AlpacaEval 2's 805 instructions")
+    alpaca_eval_reference: Source | None = Field(description="gpt4_1106_preview reference outputs")
+    mt_bench_questions: Source | None = Field(description="MT-Bench's 80 two-turn questions")
+    mt_bench_reference_answers: Source | None = Field(description="GPT-4 reference answers (MT-Bench)")
+    mt_bench_judge_prompts: Source | None = Field(description="FastChat judge prompts (MT-Bench)")
+    aggregation_template: Source | None = Field(description="the official aggregation template")
+
+    def named(self) -> dict[str, Source]:
+        """The configured sources by name, in SOURCE_NAMES order."""
+        return {n: s for n in SOURCE_NAMES if (s := getattr(self, n)) is not None}
+
+    @model_validator(mode="after")
+    def _pinned_when_required(self) -> SourcesConfig:
+        loose = [n for n, s in self.named().items() if not s.pinned]
+        if self.require_pinned and loose:
+            raise ValueError(
+                f"require_pinned is true, but {loose} lack a commit revision (40 hex digits) or a"
+                " sha256 for every file"
+            )
         return self
 
 
@@ -154,7 +246,25 @@ class OnPolicyConfig(Section):
     top_p: float = Field(gt=0, le=1)
     max_new_tokens: int = Field(ge=1)
     stop: list[str] = Field(description="stop sequences: the base model stops at the answer's end")
+    trim_suffix: str = Field(
+        description="removed from the end of each sample after stripping whitespace: the ICL format's"
+        " closing marker, e.g. a fence ('' = none)"
+    )
     seed: int
+    seed_per_query: bool = Field(
+        description="true: each query's samples are seeded from (seed, query id), so a resumed or"
+        " re-sharded run samples exactly what an unbroken one would; false: one engine-wide seed"
+    )
+    resample_rounds: int = Field(
+        ge=0,
+        description="a query left with fewer than num_proposals clean samples (empty or degenerate ones"
+        " dropped) is sampled again up to this many times, then dropped",
+    )
+    shard_size: int = Field(
+        ge=1,
+        description="queries per shard: each shard is written atomically when done, and a rerun after a"
+        " killed job skips finished shards",
+    )
     engine: EngineConfig
 
 
@@ -184,10 +294,16 @@ class TargetsConfig(Section):
         None, description="OpenAI-compatible endpoint for the teacher (None = in-process vLLM)"
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    api_concurrency: int = Field(ge=1, description="requests in flight at once (API teacher)")
     engine: EngineConfig | None = Field(None, description="vLLM settings for an in-process teacher")
     max_new_tokens: int = Field(ge=1)
     temperature: float = Field(ge=0)
-    seed: int
+    seed: int = Field(description="each record's request is seeded from (seed, record id)")
+    shard_size: int = Field(
+        ge=1,
+        description="records per shard (teacher=model): each shard is written atomically when done, and"
+        " a rerun after a killed job skips finished shards",
+    )
 
     @model_validator(mode="after")
     def _teacher_fields(self) -> TargetsConfig:
@@ -243,6 +359,25 @@ class TrainConfig(Section):
 
 
 # ---------------------------------------------------------------------------------------- inference
+class MTBenchAnswerConfig(Section):
+    """How MT-Bench answers are generated in FastChat (gen_model_answer): the answer the judge reads is
+    sampled at its category's temperature (0 = greedy) with this budget. With propose-and-aggregate the
+    final layer takes the category temperature and every layer the budget; the proposal and
+    intermediate layers keep the sampling above (they need diverse samples)."""
+
+    max_new_tokens: int = Field(ge=1, description="token budget of every generation (FastChat: 1024)")
+    temperature_by_category: dict[str, float] = Field(
+        min_length=1, description="category -> answer temperature (FastChat's temperature_config)"
+    )
+
+    @model_validator(mode="after")
+    def _temperatures(self) -> MTBenchAnswerConfig:
+        bad = {k: v for k, v in self.temperature_by_category.items() if v < 0}
+        if bad:
+            raise ValueError(f"temperature_by_category must be >= 0, got {bad}")
+        return self
+
+
 class InferenceConfig(Section):
     template_file: str = Field(description="aggregation template (official file works byte for byte)")
     n: int = Field(ge=1, description="samples per proposal/intermediate layer")
@@ -254,11 +389,117 @@ class InferenceConfig(Section):
     max_tokens: int = Field(ge=1)
     seed: int
     engine: EngineConfig
+    mt_bench: MTBenchAnswerConfig = Field(
+        description="answer settings for MT-Bench (FastChat gen_model_answer); other benchmarks use the"
+        " keys above"
+    )
 
 
 # -------------------------------------------------------------------------------------------- judge
+OPENAI_API = "https://api.openai.com/v1"
+ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DATED = re.compile(r"\d{4}")  # a snapshot name carries its date: gpt-4-0613, gpt-4-1106-preview, ...
+
+
+class JudgeEndpointConfig(Section):
+    """An OpenAI-compatible chat-completions endpoint: the OpenAI API or a server such as vLLM's."""
+
+    base_url: str | None = Field(
+        description=f"endpoint root with its /v1, e.g. http://127.0.0.1:8000/v1 for a vLLM server; null ="
+        f" the OpenAI API ({OPENAI_API})"
+    )
+    api_key_env: str = Field(
+        pattern=ENV_VAR,
+        description="name of the environment variable holding the API key (the key itself is never in a"
+        " config, log, output or MLflow run); required for the OpenAI API, optional for other endpoints",
+    )
+    concurrency: int = Field(ge=1, description="requests in flight at most")
+    timeout_s: float = Field(gt=0, description="per-request timeout (a timeout is retried)")
+    max_retries: int = Field(
+        ge=0, description="retries of one request on 429, 5xx, timeouts, connection errors, malformed replies"
+    )
+    backoff_initial_s: float = Field(ge=0, description="delay before the first retry; doubled each retry")
+    backoff_max_s: float = Field(
+        ge=0, description="cap on one delay (a larger Retry-After from the server is cut to this cap)"
+    )
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> JudgeEndpointConfig:
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url={self.base_url!r} must start with http:// or https:// (or be null)")
+        return self
+
+
+class AlpacaEval2JudgeConfig(Section):
+    """AlpacaEval 2 through the alpaca-eval library: its annotator config (prompt, decoding, parser) and
+    its own win-rate and length-controlled win-rate functions; only the transport is ours."""
+
+    annotator: Literal["weighted_alpaca_eval_gpt4_turbo"] = Field(
+        description="alpaca-eval annotator config (AlpacaEval 2's: logprobs of the tokens m/M)"
+    )
+    seed: int = Field(description="alpaca-eval's annotator seed: the output order shown to the judge")
+    hf_cache_dir: str | None = Field(
+        description="Hugging Face cache in which alpaca-eval's length-controlled fit finds df_gamed.csv"
+        " (hub dataset tatsu-lab/alpaca_eval; downloaded there when missing); null = the default HF cache"
+    )
+
+
+class MTBenchJudgeConfig(Section):
+    """MT-Bench single-answer grading with FastChat's judge prompts (files from sources)."""
+
+    model: str | None = Field(
+        description="judge model for MT-Bench (null = judge.model); FastChat's judge is GPT-4"
+    )
+    temperature: float = Field(ge=0, description="judge sampling temperature (FastChat: 0)")
+    max_tokens: int = Field(ge=1, description="judge reply budget (FastChat: 2048)")
+    max_parse_retries: int = Field(
+        ge=0,
+        description="a judgment without a [[n]] / [n] score is asked again up to this many times; still"
+        " unparsable ones are counted, listed and left out of the means (FastChat's -1)",
+    )
+
+
 class JudgeConfig(Section):
-    model: str | None = Field(None, description="judge model for LLM-judged benchmarks")
+    model: str | None = Field(
+        None,
+        description="judge model for LLM-judged benchmarks, as the endpoint names it; pinned (with the"
+        " OpenAI API a dated snapshot, e.g. gpt-4-1106-preview)",
+    )
+    endpoint: JudgeEndpointConfig | None = Field(None, description="where the judge model is served")
+    cache_dir: str = Field(
+        "results/judge_cache",
+        description="judgment cache under results/, keyed by (judge, prompt hash): a rerun never pays twice",
+    )
+    alpaca_eval2: AlpacaEval2JudgeConfig | None = Field(None, description="AlpacaEval 2 settings")
+    mt_bench: MTBenchJudgeConfig | None = Field(None, description="MT-Bench judge settings")
+
+    @model_validator(mode="after")
+    def _cache_under_results_and_models_pinned(self) -> JudgeConfig:
+        parts = Path(self.cache_dir).parts
+        if Path(self.cache_dir).is_absolute() or not parts or parts[0] != "results" or ".." in parts:
+            raise ValueError(f"cache_dir={self.cache_dir!r} must be a relative path under results/")
+        if self.endpoint is not None and self.endpoint.base_url is None:
+            models = {"model": self.model, "mt_bench.model": self.mt_bench.model if self.mt_bench else None}
+            for key, name in models.items():
+                if name is not None and not DATED.search(name):
+                    raise ValueError(
+                        f"{key}={name!r}: the OpenAI API needs a pinned snapshot (a name with its date,"
+                        " e.g. gpt-4-0613 or gpt-4-1106-preview); an alias changes under you"
+                    )
+        return self
+
+    def model_for(self, bench: str) -> str | None:
+        """The judge model of a benchmark (MT-Bench may name its own)."""
+        if bench == "mt_bench" and self.mt_bench is not None and self.mt_bench.model:
+            return self.mt_bench.model
+        return self.model
+
+
+class CheckpointConfig(Section):
+    """A trained model evaluated as it is (its variant is not trained), e.g. a released AFT checkpoint."""
+
+    model: str = Field(min_length=1, description="hub id or local path")
+    revision: str | None = Field(description="pinned hub revision (null = the default branch)")
 
 
 class GridConfig(Section):
@@ -286,6 +527,7 @@ class ReportConfig(Section):
 class Config(Section):
     grid: GridConfig
     data: DataConfig
+    sources: SourcesConfig
     bases: dict[Name, BaseModelConfig] = Field(min_length=1)
     proposals: ProposalsConfig
     on_policy: OnPolicyConfig
@@ -296,6 +538,11 @@ class Config(Section):
     judge: JudgeConfig
     tracking: TrackingConfig
     report: ReportConfig
+    checkpoints: dict[Name, dict[Variant, CheckpointConfig]] = Field(
+        default_factory=dict,
+        description="base -> variant -> a checkpoint evaluated as it is instead of training that variant"
+        " (e.g. the released AFT models); {} = train every variant",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -306,6 +553,12 @@ class Config(Section):
                 raise ValueError("grid.benchmarks: 'exact_match' needs data.kind='miniature'")
             if any(b.source == "build" for b in self.bases.values()):
                 raise ValueError("bases: source='build' needs data.kind='miniature'")
+            if self.sources.ultrafeedback is None:
+                raise ValueError("data.kind='paper' reads UltraFeedback: sources.ultrafeedback must be given")
+        needed = {"alpaca_eval2": "alpaca_eval_instructions", "mt_bench": "mt_bench_questions"}
+        for bench, name in needed.items():
+            if bench in self.grid.benchmarks and getattr(self.sources, name) is None:
+                raise ValueError(f"grid.benchmarks has {bench!r}: sources.{name} must be given")
         llm_judged = [b for b in self.grid.benchmarks if b != "exact_match"]
         if llm_judged and not self.judge.model:
             raise ValueError(f"grid.benchmarks {llm_judged} need judge.model")
@@ -313,6 +566,33 @@ class Config(Section):
         if unknown:
             raise ValueError(
                 f"report.paper_bases names {unknown}, which are not in bases {sorted(self.bases)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _judge_and_checkpoint_checks(self) -> Config:
+        judge = self.judge
+        for bench, section in (("alpaca_eval2", judge.alpaca_eval2), ("mt_bench", judge.mt_bench)):
+            if bench not in self.grid.benchmarks:
+                continue
+            if judge.endpoint is None:
+                raise ValueError(f"grid.benchmarks has {bench!r}: judge.endpoint must be given, got null")
+            if section is None:
+                raise ValueError(f"grid.benchmarks has {bench!r}: judge.{bench} must be given, got null")
+        needed = {
+            "alpaca_eval2": ["alpaca_eval_reference"],
+            "mt_bench": ["mt_bench_judge_prompts", "mt_bench_reference_answers"],
+        }
+        for bench, names in needed.items():
+            for name in names:
+                if bench in self.grid.benchmarks and getattr(self.sources, name) is None:
+                    raise ValueError(
+                        f"grid.benchmarks has {bench!r}: its judge reads sources.{name}, got null"
+                    )
+        unknown = sorted(set(self.checkpoints) - set(self.bases))
+        if unknown:
+            raise ValueError(
+                f"checkpoints names bases {unknown}, which are not in bases {sorted(self.bases)}"
             )
         return self
 

@@ -34,15 +34,32 @@ class EngineStats:
     def as_dict(self, prefix: str = "") -> dict[str, int]:
         return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
 
+    def snapshot(self) -> EngineStats:
+        return EngineStats(**self.__dict__)
+
+    def cost_since(self, before: EngineStats) -> dict[str, int]:
+        """Cost accounting since `before`: requests, tokens in (of which prefix-cached), tokens out."""
+        return {
+            "requests": self.requests - before.requests,
+            "tokens_in": self.prompt_tokens - before.prompt_tokens,
+            "tokens_in_cached": self.cached_prompt_tokens - before.cached_prompt_tokens,
+            "tokens_out": self.generated_tokens - before.generated_tokens,
+        }
+
+
+Seeds = list[int] | None  # one sampling seed per request (None: the engine's own stream)
+
 
 class Engine(Protocol):
     stats: EngineStats
 
-    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
+    def chat(
+        self, conversations: list[list[Message]], sampling: Sampling, seeds: Seeds = None
+    ) -> list[list[str]]:
         """n completions per conversation, in sampling order."""
         ...
 
-    def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
+    def complete(self, prompts: list[str], sampling: Sampling, seeds: Seeds = None) -> list[list[str]]:
         """n raw-text continuations per prompt (base models, ICL)."""
         ...
 
@@ -92,16 +109,38 @@ class VLLMEngine:
             kwargs["distributed_executor_backend"] = "uni"
         self.llm = LLM(**kwargs)
 
-    def _params(self, sampling: Sampling):
+    def _params(self, sampling: Sampling, seeds: Seeds = None):
         from vllm import SamplingParams
 
-        return SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop) or None,
-        )
+        def one(seed: int | None):
+            return SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                stop=list(sampling.stop) or None,
+                seed=seed,
+            )
+
+        # per-request seeds: a request samples the same whatever batch or run it is in
+        return one(None) if seeds is None else [one(s) for s in seeds]
+
+    def prompt_lengths(self, prompts: list[str]) -> list[int]:
+        """Tokens of each raw prompt as the engine will see it (vLLM rejects prompts >= max_model_len)."""
+        tok = self.llm.get_tokenizer()
+        return [len(ids) for ids in tok(prompts)["input_ids"]] if prompts else []
+
+    def chat_prompt_lengths(self, conversations: list[list[Message]]) -> list[int]:
+        """Tokens of each conversation rendered with the model's chat template and a generation prompt."""
+        tok = self.llm.get_tokenizer()
+        return [
+            len(
+                tok.apply_chat_template(c, tokenize=True, add_generation_prompt=True, return_dict=True)[
+                    "input_ids"
+                ]
+            )
+            for c in conversations
+        ]
 
     def _collect(self, outputs) -> list[list[str]]:
         result = []
@@ -113,16 +152,18 @@ class VLLMEngine:
             result.append([c.text for c in sorted(out.outputs, key=lambda c: c.index)])
         return result
 
-    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
+    def chat(
+        self, conversations: list[list[Message]], sampling: Sampling, seeds: Seeds = None
+    ) -> list[list[str]]:
         if not conversations:
             return []
-        outs = self.llm.chat(conversations, self._params(sampling), use_tqdm=self.progress)
+        outs = self.llm.chat(conversations, self._params(sampling, seeds), use_tqdm=self.progress)
         return self._collect(outs)
 
-    def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
+    def complete(self, prompts: list[str], sampling: Sampling, seeds: Seeds = None) -> list[list[str]]:
         if not prompts:
             return []
-        outs = self.llm.generate(prompts, self._params(sampling), use_tqdm=self.progress)
+        outs = self.llm.generate(prompts, self._params(sampling, seeds), use_tqdm=self.progress)
         return self._collect(outs)
 
 
@@ -178,7 +219,9 @@ class OpenAIEngine:
             self.stats.prompt_tokens += usage.prompt_tokens or 0
             self.stats.generated_tokens += usage.completion_tokens or 0
 
-    def _one_chat(self, conversation: list[Message], sampling: Sampling) -> list[str]:
+    def _one_chat(
+        self, conversation: list[Message], sampling: Sampling, seed: int | None = None
+    ) -> list[str]:
         resp = self.client.chat.completions.create(
             model=self.model,
             messages=conversation,
@@ -187,12 +230,12 @@ class OpenAIEngine:
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
         )
         self._account(resp.usage)
         return [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
 
-    def _one_completion(self, prompt: str, sampling: Sampling) -> list[str]:
+    def _one_completion(self, prompt: str, sampling: Sampling, seed: int | None = None) -> list[str]:
         resp = self.client.completions.create(
             model=self.model,
             prompt=prompt,
@@ -201,15 +244,19 @@ class OpenAIEngine:
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
         )
         self._account(resp.usage)
         return [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
 
-    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
+    def chat(
+        self, conversations: list[list[Message]], sampling: Sampling, seeds: Seeds = None
+    ) -> list[list[str]]:
+        per = seeds if seeds is not None else [None] * len(conversations)
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda c: self._one_chat(c, sampling), conversations))
+            return list(pool.map(lambda c, s: self._one_chat(c, sampling, s), conversations, per))
 
-    def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
+    def complete(self, prompts: list[str], sampling: Sampling, seeds: Seeds = None) -> list[list[str]]:
+        per = seeds if seeds is not None else [None] * len(prompts)
         with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda p: self._one_completion(p, sampling), prompts))
+            return list(pool.map(lambda p, s: self._one_completion(p, sampling, s), prompts, per))

@@ -1,4 +1,5 @@
-"""Scoring of generated answers. exact_match: the miniature's judge (known answers)."""
+"""Scoring of generated answers. exact_match: the miniature's judge (known answers); and which LLM
+judges produced the paper's numbers (the AlpacaEval 2 and MT-Bench judges: alpaca_eval2.py, mt_bench.py)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,35 @@ def exact_match(answers: list[dict], questions: list[dict]) -> dict:
         "well_formed": 100.0 * formed / len(hits),
         "per_category": {k: 100.0 * sum(v) / len(v) for k, v in sorted(per_cat.items())},
     }
+
+
+# The judges behind the paper's numbers (spec/method.md): AlpacaEval 2's GPT-4 Turbo annotator, and
+# FastChat's "gpt-4" for MT-Bench (an alias; gpt-4-0613 is its dated snapshot: our ASSUMPTION).
+PAPER_JUDGES: dict[str, tuple[str, ...]] = {
+    "alpaca_eval2": ("gpt-4-1106-preview",),
+    "mt_bench": ("gpt-4", "gpt-4-0613"),
+}
+PAPER_JUDGE_NAMES = {"alpaca_eval2": "GPT-4 Turbo", "mt_bench": "GPT-4"}
+
+
+def is_paper_judge(bench: str, model: str, on_openai_api: bool) -> bool:
+    """Whether a result comes from the judge the paper used: its model, served by the OpenAI API."""
+    return on_openai_api and model in PAPER_JUDGES.get(bench, ())
+
+
+def exact_match_rows(answers: list[dict], questions: list[dict]) -> list[dict]:
+    """Per question: the known answer, the one extracted from the last turn, and whether they match."""
+    by_id = {a["id"]: a for a in answers}
+    rows = []
+    for q in questions:
+        got = extract_answer(by_id[q["id"]]["outputs"][-1]) if q["id"] in by_id else None
+        rows.append(
+            {
+                "id": q["id"],
+                "category": q["category"],
+                "expected": q["answer"],
+                "got": got,
+                "correct": got == q["answer"],
+            }
+        )
+    return rows

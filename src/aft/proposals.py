@@ -10,6 +10,7 @@ import hashlib
 import math
 import random
 from collections import Counter
+from collections.abc import Callable
 
 ASPECT_KEYS = {"fine_grained": "fine-grained_score", "overall": "overall_score"}
 
@@ -95,21 +96,81 @@ def icl_prompt(template: str, query: str) -> str:
     return template.replace("{query}", query)
 
 
-def clean_sample(text: str, max_repeat_fraction: float = 0.5) -> str | None:
-    """Strip a base-model sample; None for an empty or degenerate (word-repeating) one."""
-    text = text.strip()
+MIN_WORDS_WORD_REPEAT = 8  # shorter samples are never called degenerate by word counts
+MIN_WORDS_NGRAM_REPEAT = 32
+NGRAM = 4
+
+
+def degenerate_reason(text: str, max_repeat_fraction: float = 0.5) -> str | None:
+    """Why a stripped base-model sample is unusable: "empty", "degenerate", or None when it is usable.
+
+    Degenerate: one word makes up more than `max_repeat_fraction` of a sample of 8+ words, or more than
+    that share of a 32+-word sample's 4-grams are repeats (a looping continuation)."""
     if not text:
-        return None
+        return "empty"
     words = text.split()
-    if len(words) >= 8 and Counter(words).most_common(1)[0][1] / len(words) > max_repeat_fraction:
-        return None
+    top_share = Counter(words).most_common(1)[0][1] / len(words)
+    if len(words) >= MIN_WORDS_WORD_REPEAT and top_share > max_repeat_fraction:
+        return "degenerate"
+    if len(words) >= MIN_WORDS_NGRAM_REPEAT:
+        grams = [tuple(words[i : i + NGRAM]) for i in range(len(words) - NGRAM + 1)]
+        if 1 - len(set(grams)) / len(grams) > max_repeat_fraction:
+            return "degenerate"
+    return None
+
+
+def trim_sample(text: str, suffix: str = "") -> str:
+    """Strip whitespace and, when given, the ICL format's closing marker (e.g. a fence) at the end."""
+    text = text.strip()
+    if suffix and text.endswith(suffix):
+        text = text[: -len(suffix)].rstrip()
     return text
+
+
+def clean_sample(text: str, max_repeat_fraction: float = 0.5, suffix: str = "") -> str | None:
+    """Strip a base-model sample; None for an empty or degenerate (repeating) one."""
+    text = trim_sample(text, suffix)
+    return None if degenerate_reason(text, max_repeat_fraction) else text
+
+
+def collect_samples(
+    n_queries: int,
+    sample: Callable[[list[int], int], list[list[str]]],
+    num_proposals: int,
+    resample_rounds: int,
+    suffix: str = "",
+) -> tuple[list[list[str]], Counter]:
+    """Clean samples per query, re-sampling queries left short of `num_proposals` clean ones.
+
+    `sample(indices, round)` returns the raw samples of those queries (round 0 = all queries; round
+    r > 0 = the queries still short after round r - 1). Counts say what was dropped and why."""
+    kept: list[list[str]] = [[] for _ in range(n_queries)]
+    counts: Counter = Counter()
+    pending = list(range(n_queries))
+    for round_ in range(resample_rounds + 1):
+        if not pending:
+            break
+        if round_:
+            counts["resampled_queries"] += len(pending)
+        for i, outs in zip(pending, sample(pending, round_), strict=True):
+            for raw in outs:
+                counts["samples_total"] += 1
+                text = trim_sample(raw, suffix)
+                reason = degenerate_reason(text)
+                if reason:
+                    counts[f"samples_dropped_{reason}"] += 1
+                    counts["samples_dropped"] += 1
+                else:
+                    kept[i].append(text)
+        pending = [i for i in pending if len(kept[i]) < num_proposals]
+    return kept, counts
 
 
 def on_policy_records(
     queries: list[dict], samples: list[list[str]], num_proposals: int, seed: int
 ) -> tuple[list[dict], Counter]:
-    """Sampled continuations -> proposal records; queries without enough clean samples are dropped."""
+    """Samples -> proposal records (`num_proposals` of a query's clean samples, chosen and ordered by a
+    per-query shuffle with `seed`); queries without enough clean samples are dropped."""
     counts: Counter = Counter(queries_in=len(queries))
     records = []
     for q, outs in zip(queries, samples, strict=True):

@@ -1,6 +1,11 @@
-"""The results table in the paper's shape, the paper's numbers beside ours where the benchmark matches."""
+"""The results table in the paper's shape, the paper's numbers beside ours where the benchmark matches.
+
+LLM-judged columns carry the name of the judge that produced them, and the paper's columns the paper's
+judge, so an open judge's numbers are never read as GPT-4's."""
 
 from __future__ import annotations
+
+from aft.judging import PAPER_JUDGE_NAMES
 
 # Table of arXiv 2501.11877 (spec/method.md): MT-Bench 1st/2nd/avg, AlpacaEval 2 LC/WR (%).
 PAPER: dict[str, dict[str, dict[str, float]]] = {
@@ -67,20 +72,31 @@ def collect(results: list[dict]) -> dict[tuple[str, str, str], dict[str, dict]]:
     return table
 
 
-def _fmt(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}"
+def _fmt(x: float | None, se: float | None = None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.1f}" if se is None else f"{x:.1f} ± {se:.1f}"
+
+
+def judges_of(results: list[dict]) -> dict[str, list[str]]:
+    """bench -> the judges that produced its results (more than one is shown, never hidden)."""
+    out: dict[str, set[str]] = {}
+    for r in results:
+        out.setdefault(r["bench"], set()).add(r["judge"])
+    return {b: sorted(j) for b, j in out.items()}
 
 
 def markdown_table(results: list[dict], paper_bases: dict[str, str | None], paper_table: bool) -> str:
     """The report's table: one block of rows per base, our scores and the paper's side by side."""
     table = collect(results)
     benches = [b for b in COLUMNS if any(b in v for v in table.values())]
+    judges = judges_of(results)
     head = ["base", "model"]
     for b in benches:
         for _, title, pkey in COLUMNS[b]:
-            head.append(title)
+            head.append(f"{title} [{', '.join(judges[b])}]" if b in PAPER_JUDGE_NAMES else title)
             if paper_table and pkey:
-                head.append(f"{title} (paper)")
+                head.append(f"{title} (paper) [{PAPER_JUDGE_NAMES[b]}]")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for base in sorted({k[0] for k in table}):
         paper = PAPER.get(paper_bases.get(base) or "", {})
@@ -92,12 +108,36 @@ def markdown_table(results: list[dict], paper_bases: dict[str, str | None], pape
             cells = [base, label]
             for b in benches:
                 for key, _, pkey in COLUMNS[b]:
-                    cells.append(_fmt(scores[b]["scores"].get(key)) if b in scores else "–")
+                    r = scores.get(b)
+                    se = (r.get("standard_errors") or {}).get(key) if r else None
+                    cells.append(_fmt(r["scores"].get(key), se) if r else "–")
                     if paper_table and pkey:
                         cells.append(_fmt(paper.get(label, {}).get(pkey)))
             lines.append("| " + " | ".join(cells) + " |")
-    judges = sorted({f"{r['bench']}: {r['judge']}" for r in results})
-    return "\n".join(lines) + "\n\nJudged by: " + "; ".join(judges) + "\n"
+    return "\n".join(lines) + "\n\n" + judge_notes(results) + "\n"
+
+
+def judge_notes(results: list[dict]) -> str:
+    """Who judged each benchmark, whether that is the paper's judge, and what could not be judged."""
+    lines = ["Judges:"]
+    for bench, names in judges_of(results).items():
+        rows = [r for r in results if r["bench"] == bench]
+        if bench not in PAPER_JUDGE_NAMES:
+            lines.append(f"- {bench}: {', '.join(names)}")
+            continue
+        if all(r.get("paper_judge") for r in rows):
+            verdict = f"the paper's judge ({PAPER_JUDGE_NAMES[bench]})"
+        else:
+            verdict = (
+                f"NOT the paper's judge ({PAPER_JUDGE_NAMES[bench]}): our numbers are not comparable with the"
+                " paper's columns"
+            )
+        missing = sum(r.get("n_unjudged", 0) + r.get("n_unparsable", 0) for r in rows)
+        lost = (
+            f"; {missing} judgments could not be parsed and are left out (see the results)" if missing else ""
+        )
+        lines.append(f"- {bench}: {', '.join(names)}: {verdict}{lost}")
+    return "\n".join(lines)
 
 
 def direction_checks(results: list[dict]) -> list[str]:

@@ -59,14 +59,22 @@ def finish(
     artifacts: list[Path],
     started: float,
     history: list[dict] | None = None,
+    record: dict[str, str] | None = None,
 ) -> None:
-    """Write metrics.json (metrics + provenance) and log the job to MLflow."""
+    """Write metrics.json (metrics + provenance) and log the job to MLflow.
+
+    `record` holds facts that are strings, not numbers (e.g. a checksum): written to metrics.json and
+    logged as MLflow tags."""
     prov = provenance()
     hashes = {f"config_hash.{k}": config_hash(v) for k, v in cfg.items()}
     metrics = {**metrics, "wall_time_s": round(time.time() - started, 3)}
-    write_json(args.metrics, {"stage": stage, "metrics": metrics, "provenance": prov | hashes})
+    out = {"stage": stage, "metrics": metrics, "provenance": prov | hashes}
+    if record:
+        out["record"] = record
+    write_json(args.metrics, out)
     wildcards = parse_wildcards(args.wildcards)
     tags = {f"wildcard.{k}": v for k, v in wildcards.items()} | prov | hashes
+    tags |= {f"record.{k}": str(v) for k, v in (record or {}).items()}
     params = {k: json.loads(section_json(v)) for k, v in cfg.items()}
     log_stage(stage, params, metrics, tags, [*artifacts, args.metrics], history)
     log.info("%s done in %.1fs: %s", stage, metrics["wall_time_s"], json.dumps(metrics)[:500])

@@ -6,8 +6,11 @@ completion: no teacher needed), or model (a teacher LLM prompted with the aggreg
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aft.engine import Engine, Sampling
 from aft.prompts import aggregation_messages
+from aft.shards import request_seed
 from aft.world import format_answer
 
 
@@ -30,13 +33,34 @@ def best_rated_targets(records: list[dict]) -> list[dict]:
 
 
 def teacher_targets(
-    records: list[dict], engine: Engine, template: str, max_tokens: int, temperature: float, name: str
-) -> list[dict]:
-    """A teacher model aggregates each record's proposals with the same template the student sees."""
+    records: list[dict],
+    engine: Engine,
+    template: str,
+    sampling: Sampling,
+    seed: int,
+    name: str,
+    max_prompt_tokens: int | None = None,
+) -> tuple[list[dict], Counter]:
+    """A teacher model aggregates each record's proposals with the same template the student sees.
+
+    Each request is seeded from (seed, record id), so a resumed run asks exactly what an unbroken one
+    would. With `max_prompt_tokens` (an in-process engine), prompts that long or longer are dropped and
+    counted instead of failing the batch; empty answers are dropped and counted."""
     prompts = [aggregation_messages(r["messages"], r["proposals"], template) for r in records]
-    outs = engine.chat(prompts, Sampling(1, temperature, 1.0, max_tokens))
-    return [
-        {"id": r["id"], "target": o[0].strip(), "teacher": name}
-        for r, o in zip(records, outs, strict=True)
-        if o[0].strip()
-    ]
+    keep = list(range(len(records)))
+    counts: Counter = Counter(records_in=len(records))
+    if max_prompt_tokens is not None and prompts:
+        lengths = engine.chat_prompt_lengths(prompts)
+        keep = [i for i in keep if lengths[i] < max_prompt_tokens]
+        counts["dropped_prompt_too_long"] = len(records) - len(keep)
+    seeds = [request_seed(seed, records[i]["id"]) for i in keep]
+    outs = engine.chat([prompts[i] for i in keep], sampling, seeds=seeds)
+    targets = []
+    for i, o in zip(keep, outs, strict=True):
+        text = o[0].strip()
+        if text:
+            targets.append({"id": records[i]["id"], "target": text, "teacher": name})
+        else:
+            counts["dropped_empty_target"] += 1
+    counts["targets_out"] = len(targets)
+    return targets, counts

@@ -22,7 +22,7 @@ import pytest
 from aft.chat_templates import load_chat_template
 from aft.config import TrainConfig
 from aft.training import checkpoint_dir, optimizer_steps
-from tests.conftest import ROOT, load_yaml
+from tests.conftest import ROOT, load_yaml, tiny_pretrain
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,6 @@ def conversation(rng: random.Random, i: int) -> dict:
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """A tiny base model (vocab ~300, hidden 32, 1 layer) saved like a hub model, and 64 chat rows."""
     from aft.basemodel import build_tokenizer, init_model
-    from aft.config import PretrainConfig
 
     root = tmp_path_factory.mktemp("tiny")
     rng = random.Random(0)
@@ -94,19 +93,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     ]
     texts = [" ".join(rng.choice(words) for _ in range(10)) + f" {rng.randint(0, 40)}" for _ in range(400)]
     tok = build_tokenizer(texts, vocab_size=300)
-    cfg = PretrainConfig(
-        vocab_size=300,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-        steps=1,
-        batch_size=1,
-        seq_len=64,
-        lr=1e-3,
-        seed=0,
-    )
+    cfg = tiny_pretrain()
     init_model(tok, cfg).save_pretrained(root / "base")
     tok.save_pretrained(root / "base")
     data = root / "train.jsonl"

@@ -9,8 +9,9 @@ import pytest
 
 from aft import world
 from aft.basemodel import SPECIAL_TOKENS, _lr_factor, build_tokenizer, init_model, pretrain, save_base
-from aft.config import MiniatureWorld, PretrainConfig
+from aft.config import MiniatureWorld
 from aft.stages import build_base
+from tests.conftest import tiny_pretrain
 
 MW = MiniatureWorld(
     tasks=["add", "sub", "max", "min", "sort", "reverse", "count"],
@@ -21,19 +22,7 @@ MW = MiniatureWorld(
     pretrain_wrong_fraction=0.3,
     offpolicy_model_accuracies=[0.5],
 )
-TINY = PretrainConfig(
-    vocab_size=300,
-    hidden_size=32,
-    num_layers=1,
-    num_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-    steps=30,
-    batch_size=8,
-    seq_len=32,
-    lr=0.01,
-    seed=0,
-)
+TINY = tiny_pretrain(max_position_embeddings=64, steps=30, batch_size=8, seq_len=32, lr=0.01)
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "What is 4 plus 9?"},

@@ -1,4 +1,6 @@
-from aft.dataset import build_examples, filter_by_length
+import pytest
+
+from aft.dataset import build_examples, filter_by_length, token_lengths
 from aft.targets import best_rated_targets, oracle_targets
 
 RECORDS = [
@@ -46,10 +48,14 @@ def test_examples_are_shuffled_deterministically():
     assert a == b and [x["id"] for x in a] != [x["id"] for x in c]
 
 
-def test_filter_by_length_counts_drops():
-    ex, _ = build_examples("sft", RECORDS[:10], TARGETS, "TPL", 1.0, 0)
-    kept, dropped = filter_by_length(ex, lambda m: 10 if m[1]["content"] < "Q5" else 99, max_length=50)
-    assert len(kept) == 5 and dropped == 5
+def test_filter_by_length_counts_drops_per_kind_and_keeps_order():
+    ex, _ = build_examples("aft_off", RECORDS[:10], TARGETS, "TPL", 1.0, 0)
+    lengths = [99 if e["kind"] == "aggregation" and e["id"] < "q5" else 10 for e in ex]
+    kept, counts = filter_by_length(ex, lengths, max_length=50)
+    assert [e["id"] for e in kept] == [e["id"] for e, n in zip(ex, lengths) if n <= 50]
+    assert counts["dropped_too_long"] == 5 and counts["dropped_too_long_aggregation"] == 5
+    assert counts["dropped_too_long_direct"] == 0
+    assert counts["tokens_total"] == 10 * 15 and counts["tokens_max"] == 10
 
 
 def test_oracle_and_best_rated_targets():
@@ -63,3 +69,36 @@ def test_oracle_and_best_rated_targets():
         ]
     )
     assert best == [{"id": "a", "target": "x", "teacher": "best_rated"}]  # tie -> first; unrated skipped
+
+
+@pytest.mark.parametrize("family", ["miniature", "llama3", "mistral"])
+def test_token_lengths_equal_the_chat_template_tokenization(family):
+    """The batched count is what training tokenizes: apply_chat_template(tokenize=True), per family."""
+    from aft.basemodel import build_tokenizer
+    from aft.chat_templates import load_chat_template
+
+    words = [
+        "the",
+        "a",
+        "query",
+        "answer",
+        "proposal",
+        "aggregate",
+        "model",
+        "response",
+        "refine",
+        "list",
+        "two",
+        "three",
+    ]
+    tok = build_tokenizer([" ".join(words[i:] + words[:i]) for i in range(len(words))] * 20, 300)
+    tok.add_special_tokens(
+        {"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "</s>"]}
+    )
+    tok.chat_template = load_chat_template(family)
+    ex, _ = build_examples("aft_off", RECORDS[:6], TARGETS, "Aggregate these:", 1.0, 0)
+    conversations = [e["messages"] for e in ex]
+    expected = [
+        len(tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in conversations
+    ]
+    assert token_lengths(tok, conversations, batch_size=4) == expected

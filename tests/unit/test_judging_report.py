@@ -30,10 +30,11 @@ def test_exact_match_refuses_missing_answers():
         exact_match([{"id": "a", "outputs": ["x"]}], QUESTIONS)
 
 
-def _result(base, variant, mode, bench, **scores):
+def _result(base, variant, mode, bench, judge="j", paper_judge=False, **scores):
     return {
         "bench": bench,
-        "judge": "j",
+        "judge": judge,
+        "paper_judge": paper_judge,
         "scores": scores,
         "wildcards": {"base": base, "variant": variant, "mode": mode, "bench": bench},
     }
@@ -44,12 +45,42 @@ def test_table_has_paper_shape_and_paper_numbers_beside_matching_bench():
         _result("llama", v, m, "alpaca_eval2", lc_win_rate=10.0 + i, win_rate=20.0)
         for i, (v, m) in enumerate([("sft", "direct"), ("aft_off", "direct"), ("aft_off", "agg")])
     ]
+    results[0]["standard_errors"] = {"lc_win_rate": 0.44, "win_rate": 1.26}
     text = markdown_table(results, {"llama": "Llama-3.1-8B"}, paper_table=True)
     lines = text.splitlines()
-    assert lines[0] == "| base | model | AE2 LC % | AE2 LC % (paper) | AE2 WR % | AE2 WR % (paper) |"
-    assert lines[2] == "| llama | SFT | 10.0 | 8.0 | 20.0 | 7.3 |"
+    assert lines[0] == (
+        "| base | model | AE2 LC % [j] | AE2 LC % (paper) [GPT-4 Turbo]"
+        " | AE2 WR % [j] | AE2 WR % (paper) [GPT-4 Turbo] |"
+    )
+    assert lines[2] == "| llama | SFT | 10.0 ± 0.4 | 8.0 | 20.0 ± 1.3 | 7.3 |"
     assert lines[4] == "| llama | AFT-off-policy w/ Agg. | 12.0 | 40.3 | 20.0 | 47.8 |"
     assert PAPER["Llama-3.1-8B"]["AFT-off-policy w/ Agg."]["ae2_lc"] == 40.3
+
+
+def test_an_open_judges_numbers_are_labelled_as_its_own_not_gpt4s():
+    results = [
+        _result(
+            "llama",
+            "sft",
+            "direct",
+            "mt_bench",
+            judge="qwen-72b (10.0.0.5:8000)",
+            turn1=7.0,
+            turn2=6.0,
+            avg=6.5,
+        ),
+        _result(
+            "llama", "sft", "direct", "alpaca_eval2", "gpt-4-1106-preview (OpenAI API)", True, lc_win_rate=9.0
+        ),
+    ]
+    results[0] |= {"n_unparsable": 2}
+    text = markdown_table(results, {"llama": "Llama-3.1-8B"}, paper_table=True)
+    head = text.splitlines()[0]
+    assert "MT 1st [qwen-72b (10.0.0.5:8000)] | MT 1st (paper) [GPT-4] |" in head
+    assert "AE2 LC % [gpt-4-1106-preview (OpenAI API)] | AE2 LC % (paper) [GPT-4 Turbo]" in head
+    assert "- mt_bench: qwen-72b (10.0.0.5:8000): NOT the paper's judge (GPT-4)" in text
+    assert "2 judgments could not be parsed" in text
+    assert "- alpaca_eval2: gpt-4-1106-preview (OpenAI API): the paper's judge (GPT-4 Turbo)" in text
 
 
 def test_miniature_table_has_no_paper_column():

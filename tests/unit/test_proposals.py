@@ -1,10 +1,15 @@
+import pytest
+
 from aft.proposals import (
     clean_sample,
+    collect_samples,
+    degenerate_reason,
     icl_prompt,
     normalise_ultrafeedback,
     on_policy_records,
     query_id,
     shuffled,
+    trim_sample,
 )
 
 
@@ -89,3 +94,60 @@ def test_repeated_completions_are_kept_when_configured():
     assert counts["completions_dropped_duplicate"] == 0 and counts["completions_dropped_empty"] == 1
     dropped, counts = normalise_ultrafeedback([ROWS[3]], 3, "overall", seed=0, drop_duplicates=True)
     assert dropped == [] and counts["dropped_too_few_completions"] == 1
+
+
+# ----------------------------------------------------------------------- on-policy sample cleaning
+LOOP = " ".join(["the cat sat on the mat and then"] * 6)  # 48 words, a looping continuation
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        pytest.param("", "empty", id="empty"),
+        pytest.param("is is is is is is is is is", "degenerate", id="one-word-repeated"),
+        pytest.param(LOOP, "degenerate", id="4-gram-loop"),
+        pytest.param("The answer is 3.", None, id="short-answer"),
+        pytest.param(" ".join(f"word{i}" for i in range(60)), None, id="long-varied"),
+        pytest.param(
+            "1. Put the main point first.\n2. Keep paragraphs short.\n3. End with a step.", None, id="list"
+        ),
+    ],
+)
+def test_degenerate_reason(text, reason):
+    assert degenerate_reason(text) == reason
+
+
+def test_trim_sample_removes_the_closing_fence_once():
+    assert trim_sample("  Hello.```\n\n", "```") == "Hello."
+    assert (
+        trim_sample("Code:\n```python\nx = 1\n```\nDone.\n```", "```")
+        == "Code:\n```python\nx = 1\n```\nDone."
+    )
+    assert trim_sample(" Hello. ", "") == "Hello."
+    assert clean_sample("```", suffix="```") is None  # nothing left after the fence
+
+
+def test_collect_samples_resamples_short_queries_then_gives_up():
+    # query 0 is clean at once; query 1 gets one clean sample per round; query 2 never gets one
+    script = {0: ["a", "b"], 1: ["", "x"], 2: ["", "  "]}
+    calls = []
+
+    def sample(indices, round_):
+        calls.append((list(indices), round_))
+        return [[f"{t}{round_}" if t.strip() else t for t in script[i]] for i in indices]
+
+    kept, counts = collect_samples(3, sample, num_proposals=2, resample_rounds=2)
+    assert calls == [([0, 1, 2], 0), ([1, 2], 1), ([2], 2)]
+    assert kept == [["a0", "b0"], ["x0", "x1"], []]
+    assert counts["resampled_queries"] == 3  # two in round 1, one in round 2
+    assert counts["samples_total"] == 6 + 4 + 2
+    assert counts["samples_dropped_empty"] == counts["samples_dropped"] == 1 + 2 + 1 + 2 + 2
+
+
+def test_collect_samples_without_resampling_matches_cleaning_each_sample():
+    raw = [["  p ", "", "q"], ["is is is is is is is is is", "r"]]
+    kept, counts = collect_samples(2, lambda idx, r: [raw[i] for i in idx], 2, resample_rounds=0)
+    assert kept == [["p", "q"], ["r"]]
+    assert counts["samples_dropped_empty"] == 1 and counts["samples_dropped_degenerate"] == 1
+    records, rc = on_policy_records([{"id": "a", "messages": []}, {"id": "b", "messages": []}], kept, 2, 0)
+    assert [r["id"] for r in records] == ["a"] and rc["dropped_too_few_samples"] == 1

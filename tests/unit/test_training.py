@@ -11,7 +11,7 @@ import pytest
 
 from aft.basemodel import build_tokenizer, init_model
 from aft.chat_templates import END_OF_TURN, load_chat_template
-from aft.config import BaseModelConfig, PretrainConfig, TrainConfig
+from aft.config import BaseModelConfig, TrainConfig
 from aft.training import (
     accumulation_steps,
     checkpoint_dir,
@@ -25,7 +25,7 @@ from aft.training import (
     sft_config_kwargs,
     train_metrics,
 )
-from tests.conftest import ROOT, load_yaml
+from tests.conftest import ROOT, load_yaml, tiny_pretrain
 
 WORDS = [
     "add",
@@ -60,22 +60,6 @@ DEEPSPEED = sorted((ROOT / "config" / "deepspeed").glob("*.json"))
 def train_cfg(**over) -> TrainConfig:
     """The shipped `train` section with some keys replaced (tracks the schema as it changes)."""
     return TrainConfig.model_validate(load_yaml("config/config.yaml")["train"] | over)
-
-
-def tiny_pretrain() -> PretrainConfig:
-    return PretrainConfig(
-        vocab_size=300,
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-        steps=1,
-        batch_size=1,
-        seq_len=64,
-        lr=1e-3,
-        seed=0,
-    )
 
 
 def tiny_tokenizer():

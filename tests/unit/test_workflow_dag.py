@@ -25,6 +25,7 @@ def test_miniature_dag(tmp_path):
 def test_paper_dag_is_the_full_grid(tmp_path):
     jobs = dry_run(copy_workflow(tmp_path), "--configfile", "config/paper.yaml")
     assert jobs == {
+        "download_source": 12,  # 6 UltraFeedback files + 6 benchmark/judge/template files, once each
         "prepare_data": 1,
         "prepare_bench": 2,
         "build_proposals_off": 1,
@@ -75,3 +76,25 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     )
     assert proc.returncode != 0
     assert "global_batch_size=33 must be divisible" in proc.stdout + proc.stderr
+
+
+def test_paper_downloads_read_from_the_network_or_a_mirror(tmp_path):
+    import subprocess
+
+    wf = copy_workflow(tmp_path)
+    (wf / "mirror.yaml").write_text("sources:\n  mirror_dir: /m\n")
+    target = "results/download_source/ultrafeedback/flan.jsonl"
+    outs = {}
+    for case, extra in (("network", []), ("mirror", ["mirror.yaml"])):
+        outs[case] = subprocess.run(
+            ["snakemake", target, "-n", "-p", "--configfile", "config/paper.yaml", *extra],
+            cwd=wf,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    for out in outs.values():
+        assert "-m aft.stages.download_source" in out and "--file flan.jsonl" in out
+        assert "evol_instruct.jsonl" not in out  # the job's config holds its own file only
+    assert "--local" not in outs["network"] and "--mirror" not in outs["network"]
+    assert "--mirror /m/openbmb/UltraFeedback/flan.jsonl" in outs["mirror"]

@@ -1,5 +1,7 @@
 # Config validation (before any job runs) and the helpers every rule uses.
 import json
+import re
+import shlex
 
 from snakemake.utils import validate
 
@@ -44,6 +46,14 @@ def base_model(base):
     return f"results/build_base/{base}/model" if b.source == "build" else b.model
 
 
+def gpus(engine):
+    """GPUs an in-process vLLM engine takes on a cluster (configs with num_gpus=0 run on CPU)."""
+    return engine.tensor_parallel_size if CFG.train.num_gpus else 0
+
+
+TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.api_base_url is None
+
+
 def base_model_input(wildcards):
     return [base_model(wildcards.base)] if CFG.bases[wildcards.base].source == "build" else []
 
@@ -59,6 +69,33 @@ def pset_of(variant, base):
     return f"on_{base}" if variant == "aft_on" else "off"
 
 
+def source_files(name):
+    """The files `download_source` writes for a configured source, in the source's order."""
+    return [f"results/download_source/{name}/{f.name}" for f in SOURCES[name].files]
+
+
+def source_identity(source, file):
+    """What a downloaded file is (repository, revision, path, checksum): the download's rerun trigger.
+    Where it is read from is left out, so moving a source to a mirror reruns nothing."""
+    src = SOURCES[source]
+    one = next(f for f in src.files if f.name == file).model_copy(update={"local_path": None})
+    return section(source=src.model_copy(update={"files": [one]}))
+
+
+def source_location(source, file):
+    """Where to read a file instead of the network: '--local COPY', '--mirror UPSTREAM_COPY' or ''."""
+    from aft.sources import local_copy
+
+    src = SOURCES[source]
+    local, mirror = local_copy(src, next(f for f in src.files if f.name == file), CFG.sources.mirror_dir)
+    if local is not None:
+        return f"--local {shlex.quote(str(local))}"
+    return "" if mirror is None else f"--mirror {shlex.quote(str(mirror))}"
+
+
+SOURCES = CFG.sources.named()
+SOURCE_FILES = [path for name in SOURCES for path in source_files(name)]
+BENCH_SOURCE = {"alpaca_eval2": "alpaca_eval_instructions", "mt_bench": "mt_bench_questions"}
 PSETS = ["off"] + [f"on_{b}" for b in BASES]
 JUDGED = expand(
     "results/judge_answers/{base}/{variant}/{mode}/{bench}.json",
@@ -68,3 +105,38 @@ JUDGED = expand(
     bench=GRID.benchmarks,
 )
 REPORT = ["reports/results.md", "reports/results.png", "reports/results.json"]
+
+
+def checkpoint_of(w):
+    """The checkpoint evaluated instead of training (config `checkpoints`, e.g. a released model), or None."""
+    return CFG.checkpoints.get(w.base, {}).get(w.variant)
+
+
+def answer_model(w):
+    """The model that answers: a configured checkpoint (hub id or path), else the trained model folder."""
+    ck = checkpoint_of(w)
+    return ck.model if ck else f"results/train_model/{w.base}/{w.variant}/model"
+
+
+def answer_model_input(w):
+    """The trained model folder as a DAG input; nothing for a configured checkpoint (no training)."""
+    return [] if checkpoint_of(w) else [answer_model(w)]
+
+
+def answer_revision(w):
+    ck = checkpoint_of(w)
+    return f"--revision {ck.revision}" if ck and ck.revision else ""
+
+
+# the judge's files: reference outputs/answers and (MT-Bench) FastChat's judge prompts, from sources
+JUDGE_REFERENCE = {"alpaca_eval2": "alpaca_eval_reference", "mt_bench": "mt_bench_reference_answers"}
+JUDGE_PROMPTS = {"mt_bench": "mt_bench_judge_prompts"}
+
+
+def judge_files(table, bench):
+    return source_files(table[bench]) if bench in table else []
+
+
+def judge_requests(bench):
+    endpoint = CFG.judge.endpoint
+    return endpoint.concurrency if bench in JUDGE_REFERENCE and endpoint is not None else 0

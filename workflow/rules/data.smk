@@ -1,5 +1,34 @@
-# Data: training queries + UltraFeedback-schema file (+ the miniature's corpus), benchmark files,
-# and (miniature) the base model built from the corpus.
+# Data: source files (paper: downloaded once, checked against their sha256), training queries +
+# UltraFeedback-schema file (+ the miniature's corpus), benchmark files, and (miniature) the base
+# model built from the corpus.
+
+
+# downloads run where the workflow runs (login nodes have internet; compute nodes often do not)
+localrules:
+    download_source,
+
+
+rule download_source:
+    output:
+        file="results/download_source/{source}/{file}",
+        metrics="results/download_source/{source}/{file}.metrics.json",
+    log:
+        "logs/download_source/{source}/{file}.log",
+    benchmark:
+        "results/benchmarks/download_source/{source}/{file}.tsv"
+    wildcard_constraints:
+        source="|".join(SOURCES) or "no-source",
+        file="|".join(re.escape(f.name) for s in SOURCES.values() for f in s.files) or "no-file",
+    params:
+        cfg=lambda w: source_identity(w.source, w.file),
+        # a function of `output` is a derived param, which Snakemake's params trigger ignores:
+        # reading the same bytes from a mirror instead of the hub reruns nothing
+        local=lambda w, output: source_location(w.source, w.file),
+        wc=wildcard_tags,
+    shell:
+        "python -m aft.stages.download_source --config {params.cfg:q} --source {wildcards.source}"
+        " --file {wildcards.file} {params.local} --out {output.file}"
+        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 
 def prepare_data_outputs():
@@ -13,6 +42,8 @@ def prepare_data_outputs():
 
 
 rule prepare_data:
+    input:
+        ultrafeedback=source_files("ultrafeedback") if CFG.data.kind == "paper" else [],
     output:
         **prepare_data_outputs(),
         metrics="results/prepare_data/metrics.json",
@@ -23,11 +54,13 @@ rule prepare_data:
     params:
         cfg=section(data=CFG.data),
     shell:
-        "python -m aft.stages.prepare_data --config {params.cfg:q} --out results/prepare_data"
-        " --metrics {output.metrics} > {log} 2>&1"
+        "python -m aft.stages.prepare_data --config {params.cfg:q} --ultrafeedback {input.ultrafeedback}"
+        " --out results/prepare_data --metrics {output.metrics} > {log} 2>&1"
 
 
 rule prepare_bench:
+    input:
+        source=lambda w: source_files(BENCH_SOURCE[w.bench]) if w.bench in BENCH_SOURCE else [],
     output:
         bench="results/prepare_bench/{bench}.jsonl",
         metrics="results/prepare_bench/{bench}.metrics.json",
@@ -40,7 +73,8 @@ rule prepare_bench:
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.prepare_bench --config {params.cfg:q} --bench {wildcards.bench}"
-        " --out {output.bench} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
+        " --source {input.source} --out {output.bench} --metrics {output.metrics}"
+        " --wildcards {params.wc} > {log} 2>&1"
 
 
 rule build_base:

@@ -1,9 +1,10 @@
-# Inference: direct answers, or propose-and-aggregate with the official semantics (vLLM).
+# Inference: direct answers, or propose-and-aggregate with the official semantics (vLLM). The model is
+# the trained one, or a checkpoint named in the config's `checkpoints` (then nothing is trained).
 
 
 rule generate_answers:
     input:
-        model="results/train_model/{base}/{variant}/model",
+        model=answer_model_input,
         bench="results/prepare_bench/{bench}.jsonl",
         template=CFG.inference.template_file,
     output:
@@ -15,11 +16,13 @@ rule generate_answers:
         "results/benchmarks/generate_answers/{base}/{variant}/{mode}/{bench}.tsv",
     params:
         cfg=section(inference=CFG.inference),
+        model=answer_model,
+        revision=answer_revision,
         wc=wildcard_tags,
     threads: workflow.cores
     resources:
         gpu=CFG.inference.engine.tensor_parallel_size if CFG.train.num_gpus else 0,
     shell:
         "python -m aft.stages.generate_answers --config {params.cfg:q} --mode {wildcards.mode}"
-        " --model {input.model} --bench {input.bench} --out {output.answers}"
-        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
+        " --model {params.model} {params.revision} --bench {input.bench} --bench-name {wildcards.bench}"
+        " --out {output.answers} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

@@ -1,12 +1,16 @@
-# Judging: exact match (miniature); the paper benchmarks' LLM judges are open work (README).
+# Judging: exact match (miniature); AlpacaEval 2 (alpaca-eval, LC and raw win rate) and MT-Bench
+# (FastChat single-answer grading) through an OpenAI-compatible judge endpoint (judge.endpoint).
 
 
 rule judge_answers:
     input:
         answers="results/generate_answers/{base}/{variant}/{mode}/{bench}.jsonl",
         bench="results/prepare_bench/{bench}.jsonl",
+        reference=lambda w: judge_files(JUDGE_REFERENCE, w.bench),
+        judge_prompts=lambda w: judge_files(JUDGE_PROMPTS, w.bench),
     output:
         result="results/judge_answers/{base}/{variant}/{mode}/{bench}.json",
+        judgments="results/judge_answers/{base}/{variant}/{mode}/{bench}.judgments.jsonl",
         metrics="results/judge_answers/{base}/{variant}/{mode}/{bench}.metrics.json",
     log:
         "logs/judge_answers/{base}/{variant}/{mode}/{bench}.log",
@@ -15,7 +19,11 @@ rule judge_answers:
     params:
         cfg=section(judge=CFG.judge),
         wc=wildcard_tags,
+    resources:
+        # requests this job keeps in flight: `--resources judge_requests=N` caps them across parallel jobs
+        judge_requests=lambda w: judge_requests(w.bench),
     shell:
         "python -m aft.stages.judge_answers --config {params.cfg:q} --bench-name {wildcards.bench}"
-        " --answers {input.answers} --bench {input.bench} --out {output.result}"
+        " --answers {input.answers} --bench {input.bench} --reference {input.reference}"
+        " --judge-prompts {input.judge_prompts} --out {output.result} --judgments {output.judgments}"
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

@@ -1,4 +1,5 @@
 # Proposals (off-policy from UltraFeedback, on-policy sampled from the base) and aggregation targets.
+# The generating stages work in shards (<output>.shards/) and resume after a killed job.
 
 
 rule build_proposals_off:
@@ -36,6 +37,8 @@ rule build_proposals_on:
         model=lambda w: base_model(w.base),
         wc=wildcard_tags,
     threads: workflow.cores
+    resources:
+        gpu=gpus(CFG.on_policy.engine),
     shell:
         "python -m aft.stages.build_proposals_on --config {params.cfg:q} --queries {input.queries}"
         " --base-model {params.model} --out {output.proposals} --metrics {output.metrics}"
@@ -57,6 +60,9 @@ rule build_targets:
     params:
         cfg=section(targets=CFG.targets),
         wc=wildcard_tags,
+    threads: workflow.cores if TEACHER_IN_PROCESS else 1
+    resources:
+        gpu=gpus(CFG.targets.engine) if TEACHER_IN_PROCESS else 0,
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
         " --queries {input.queries} --out {output.targets} --metrics {output.metrics}"

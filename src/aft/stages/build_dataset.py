@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aft.chat_templates import load_chat_template
 from aft.config import BaseModelConfig, DatasetConfig
-from aft.dataset import build_examples, filter_by_length, token_counter
+from aft.dataset import build_examples, filter_by_length, token_lengths
 from aft.io import read_jsonl, write_jsonl
 from aft.prompts import load_template
 from aft.stage import finish, parser, sections, setup_logging
@@ -43,10 +43,20 @@ def main(argv: list[str] | None = None) -> None:
         dc.direct_fraction,
         dc.seed,
     )
-    examples, too_long = filter_by_length(examples, token_counter(tokenizer), dc.max_length)
+    lengths = token_lengths(tokenizer, [e["messages"] for e in examples])
+    examples, length_counts = filter_by_length(examples, lengths, dc.max_length)
     if not examples:
-        raise SystemExit(f"no training example left (dropped {too_long} longer than {dc.max_length} tokens)")
-    metrics = dict(counts) | {"dropped_too_long": too_long, "examples_out": write_jsonl(args.out, examples)}
+        raise SystemExit(
+            f"no training example left (dropped {length_counts['dropped_too_long']} longer than"
+            f" {dc.max_length} tokens)"
+        )
+    counts.update(length_counts)
+    metrics = dict(counts) | {
+        "dropped_too_long": length_counts["dropped_too_long"],
+        "examples_out": write_jsonl(args.out, examples),
+        "kept_aggregation": sum(e["kind"] == "aggregation" for e in examples),
+        "kept_direct": sum(e["kind"] == "direct" for e in examples),
+    }
     finish("build_dataset", args, cfg, metrics, [args.out], started)
 
 

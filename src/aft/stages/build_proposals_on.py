@@ -1,5 +1,9 @@
 """Stage `build_proposals_on`: on-policy proposals, ICL-sampled from the base model through vLLM.
 
+Queries are generated shard by shard (on_policy.shard_size); each finished shard is written atomically
+to `<out>.shards/`, so a rerun after a killed job skips the finished shards. The shard folder is
+removed once the output is assembled.
+
 Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.build_proposals_on --config CFG --queries JSONL --base-model DIR_OR_ID \
         --out JSONL --metrics FILE
@@ -7,16 +11,22 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
+from aft import shards
 from aft.config import BaseModelConfig, OnPolicyConfig, ProposalsConfig
 from aft.engine import Sampling, VLLMEngine
 from aft.io import read_jsonl, write_jsonl
 from aft.prompts import load_template
-from aft.proposals import icl_prompt, on_policy_records
+from aft.proposals import collect_samples, icl_prompt, on_policy_records
 from aft.stage import finish, parser, sections, setup_logging
 from aft.world import is_correct
+
+# content-deciding settings only: a lower gpu_memory_utilization after an OOM keeps the finished shards
+ENGINE_CONTENT_KEYS = ("dtype", "max_model_len")
 
 
 def proposal_accuracy(records: list[dict], queries: list[dict]) -> float | None:
@@ -24,6 +34,25 @@ def proposal_accuracy(records: list[dict], queries: list[dict]) -> float | None:
     gold = {q["id"]: q.get("answer") for q in queries}
     judged = [is_correct(p, gold[r["id"]]) for r in records if gold.get(r["id"]) for p in r["proposals"]]
     return sum(judged) / len(judged) if judged else None
+
+
+def shard_context(
+    on: OnPolicyConfig, pc: ProposalsConfig, base: BaseModelConfig, model: str, icl: str
+) -> str:
+    """Everything besides its queries that decides a shard's content (see aft.shards)."""
+    sampling = on.model_dump(mode="json", exclude={"engine", "shard_size", "icl_prompt_file"})
+    engine = {k: getattr(on.engine, k) for k in ENGINE_CONTENT_KEYS}
+    return json.dumps(
+        {
+            "on_policy": sampling,
+            "engine": engine,
+            "proposals": pc.model_dump(mode="json"),
+            "model": model,
+            "revision": base.revision,
+            "icl_prompt_sha256": hashlib.sha256(icl.encode()).hexdigest(),
+        },
+        sort_keys=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,20 +64,47 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     cfg = sections(args.config, proposals=ProposalsConfig, on_policy=OnPolicyConfig, base=BaseModelConfig)
-    pc, on = cfg["proposals"], cfg["on_policy"]
+    pc, on, base = cfg["proposals"], cfg["on_policy"], cfg["base"]
     queries = read_jsonl(args.queries)
     template = load_template(on.icl_prompt_file)
-    prompts = [icl_prompt(template, q["messages"][-1]["content"]) for q in queries]
-    engine = VLLMEngine(args.base_model, on.engine, seed=on.seed, revision=cfg["base"].revision)
     sampling = Sampling(on.num_samples, on.temperature, on.top_p, on.max_new_tokens, tuple(on.stop))
-    samples = engine.complete(prompts, sampling)
-    records, counts = on_policy_records(queries, samples, pc.num_proposals, pc.shuffle_seed)
+    engines: list[VLLMEngine] = []  # started on the first shard that needs it: a finished run needs none
+
+    def process(part: list[dict]) -> shards.ShardResult:
+        if not engines:
+            engines.append(VLLMEngine(args.base_model, on.engine, seed=on.seed, revision=base.revision))
+        engine = engines[0]
+        before = engine.stats.snapshot()
+        prompts = [icl_prompt(template, q["messages"][-1]["content"]) for q in part]
+        fits = [n < on.engine.max_model_len for n in engine.prompt_lengths(prompts)]
+        kept = [q for q, ok in zip(part, fits) if ok]
+        kept_prompts = [pr for pr, ok in zip(prompts, fits) if ok]
+
+        def sample(indices: list[int], round_: int) -> list[list[str]]:
+            seeds = None
+            if on.seed_per_query:
+                seeds = [shards.request_seed(on.seed, kept[i]["id"], round_) for i in indices]
+            return engine.complete([kept_prompts[i] for i in indices], sampling, seeds=seeds)
+
+        samples, counts = collect_samples(
+            len(kept), sample, pc.num_proposals, on.resample_rounds, on.trim_suffix
+        )
+        records, record_counts = on_policy_records(kept, samples, pc.num_proposals, pc.shuffle_seed)
+        counts.update(record_counts)
+        counts["dropped_prompt_too_long"] = len(part) - len(kept)
+        counts.update(engine.stats.cost_since(before))
+        return records, counts
+
+    work = shards.work_dir(args.out)
+    context = shard_context(on, pc, base, args.base_model, template)
+    records, counts, summary = shards.run_sharded(queries, on.shard_size, work, context, process)
     write_jsonl(args.out, records)
-    metrics = dict(counts) | engine.stats.as_dict("engine_")
+    metrics = {"queries": len(queries)} | dict(counts) | summary.as_dict()
     acc = proposal_accuracy(records, queries)
     if acc is not None:
         metrics["proposal_accuracy"] = acc
     finish("build_proposals_on", args, cfg, metrics, [args.out], started)
+    shards.remove(work)
 
 
 if __name__ == "__main__":

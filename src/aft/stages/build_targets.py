@@ -1,5 +1,9 @@
 """Stage `build_targets`: the aggregation target for each query of a proposal set.
 
+teacher=model generates shard by shard (targets.shard_size), each finished shard written atomically
+to `<out>.shards/`, so a rerun after a killed job skips the finished shards; oracle and best_rated
+need no model. Cost accounting (requests, tokens in/out) goes to metrics.json and MLflow.
+
 Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.build_targets --config CFG --proposals JSONL --queries JSONL --out JSONL \
         --metrics FILE
@@ -7,21 +11,71 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
+from aft import shards
 from aft.config import TargetsConfig
-from aft.engine import Engine, OpenAIEngine, VLLMEngine
+from aft.engine import Engine, OpenAIEngine, Sampling, VLLMEngine
 from aft.io import read_jsonl, write_jsonl
 from aft.prompts import load_template
 from aft.stage import finish, parser, sections, setup_logging
 from aft.targets import best_rated_targets, oracle_targets, teacher_targets
 
+NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out": 0}
+
 
 def teacher_engine(tc: TargetsConfig) -> Engine:
     if tc.api_base_url is not None:
-        return OpenAIEngine(tc.model, base_url=tc.api_base_url, api_key_env=tc.api_key_env, seed=tc.seed)
+        return OpenAIEngine(
+            tc.model,
+            base_url=tc.api_base_url,
+            api_key_env=tc.api_key_env,
+            concurrency=tc.api_concurrency,
+            seed=tc.seed,
+        )
     return VLLMEngine(tc.model, tc.engine, seed=tc.seed)
+
+
+def shard_context(tc: TargetsConfig, template: str) -> str:
+    """Everything besides its records that decides a shard's targets (see aft.shards)."""
+    return json.dumps(
+        {
+            "model": tc.model,
+            "max_new_tokens": tc.max_new_tokens,
+            "temperature": tc.temperature,
+            "seed": tc.seed,
+            "max_model_len": tc.engine.max_model_len if tc.engine and tc.api_base_url is None else None,
+            "dtype": tc.engine.dtype if tc.engine and tc.api_base_url is None else None,
+            "template_sha256": hashlib.sha256(template.encode()).hexdigest(),
+        },
+        sort_keys=True,
+    )
+
+
+def model_targets(tc: TargetsConfig, records: list[dict], out: Path) -> tuple[list[dict], dict]:
+    template = load_template(tc.template_file)
+    sampling = Sampling(1, tc.temperature, 1.0, tc.max_new_tokens)
+    in_process = tc.api_base_url is None
+    engines: list[Engine] = []  # started on the first shard that needs it: a finished run needs none
+
+    def process(part: list[dict]) -> shards.ShardResult:
+        if not engines:
+            engines.append(teacher_engine(tc))
+        engine = engines[0]
+        before = engine.stats.snapshot()
+        limit = tc.engine.max_model_len if in_process else None
+        targets, counts = teacher_targets(part, engine, template, sampling, tc.seed, tc.model, limit)
+        counts.update(engine.stats.cost_since(before))
+        return targets, counts
+
+    work = shards.work_dir(out)
+    targets, counts, summary = shards.run_sharded(
+        records, tc.shard_size, work, shard_context(tc, template), process
+    )
+    return targets, dict(counts) | summary.as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,16 +93,17 @@ def main(argv: list[str] | None = None) -> None:
     if tc.teacher == "oracle":
         answers = {q["id"]: q["answer"] for q in read_jsonl(args.queries) if q.get("answer") is not None}
         targets = oracle_targets(records, answers)
+        metrics |= NO_TOKENS
     elif tc.teacher == "best_rated":
         targets = best_rated_targets(records)
+        metrics |= NO_TOKENS | {"dropped_unrated": len(records) - len(targets)}
     else:
-        engine = teacher_engine(tc)
-        template = load_template(tc.template_file)
-        targets = teacher_targets(records, engine, template, tc.max_new_tokens, tc.temperature, tc.model)
-        metrics |= engine.stats.as_dict("engine_")
+        targets, shard_metrics = model_targets(tc, records, args.out)
+        metrics |= shard_metrics
     metrics["targets_out"] = write_jsonl(args.out, targets)
     metrics["dropped"] = len(records) - metrics["targets_out"]
     finish("build_targets", args, cfg, metrics, [args.out], started)
+    shards.remove(shards.work_dir(args.out))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
 """Stage `generate_answers`: a trained model answers a benchmark, direct or propose-and-aggregate.
 
+Multi-turn questions (MT-Bench) are answered turn by turn: turn 2 is asked after the turn-1 final
+answer, and with propose-and-aggregate every turn is proposed and aggregated over the conversation so
+far. MT-Bench answers follow FastChat's settings (`inference.mt_bench`): the answer's temperature by
+category, and its token budget.
+
 Usage (what the rule runs; runnable by hand too):
-    python -m aft.stages.generate_answers --config CFG --mode {direct,agg} --model DIR --bench JSONL \
-        --out JSONL --metrics FILE
+    python -m aft.stages.generate_answers --config CFG --mode {direct,agg} --model DIR_OR_HUB_ID \
+        [--revision REV] --bench JSONL --bench-name NAME --out JSONL --metrics FILE
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from aft.aggregate import AggSettings, answer_dialogues, answerer
 from aft.config import InferenceConfig
-from aft.engine import VLLMEngine
+from aft.engine import Engine, VLLMEngine
 from aft.io import read_jsonl, write_jsonl
 from aft.prompts import load_template
 from aft.stage import finish, parser, sections, setup_logging
@@ -30,21 +36,63 @@ def settings(ic: InferenceConfig) -> AggSettings:
     )
 
 
+def answer_settings(ic: InferenceConfig, bench: str, category: str) -> AggSettings:
+    """The settings one question is answered with: the inference section's, and for MT-Bench FastChat's
+    answer temperature by category (the final layer, or direct mode) and token budget (every layer)."""
+    s = settings(ic)
+    if bench != "mt_bench":
+        return s
+    temps = ic.mt_bench.temperature_by_category
+    if category not in temps:
+        raise ValueError(
+            f"MT-Bench category {category!r} has no temperature in inference.mt_bench.temperature_by_category"
+            f" (it has {sorted(temps)})"
+        )
+    return dataclasses.replace(s, final_temperature=temps[category], max_tokens=ic.mt_bench.max_new_tokens)
+
+
+def group_by_settings(
+    rows: list[dict], ic: InferenceConfig, bench: str
+) -> list[tuple[AggSettings, list[int]]]:
+    """Rows that share answer settings, in first-seen order: one batched pass of the engine each."""
+    groups: dict[AggSettings, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(answer_settings(ic, bench, r.get("category", "")), []).append(i)
+    return list(groups.items())
+
+
+def answer_rows(
+    rows: list[dict], ic: InferenceConfig, bench: str, mode: str, engine: Engine, template: str
+) -> tuple[list[list[str]], list]:
+    """Every row's answers (one per turn) and traces, each settings group in one batched pass."""
+    answers: list = [None] * len(rows)
+    traces: list = [None] * len(rows)
+    for s, idx in group_by_settings(rows, ic, bench):
+        group_answers, group_traces = answer_dialogues(
+            [rows[i]["turns"] for i in idx], answerer(mode, engine, s, template)
+        )
+        for i, a, t in zip(idx, group_answers, group_traces, strict=True):
+            answers[i], traces[i] = a, t
+    return answers, traces
+
+
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     started = time.time()
     p = parser(__doc__)
     p.add_argument("--mode", required=True, choices=["direct", "agg"])
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="a trained model folder or a hub id")
+    p.add_argument("--revision", default=None, help="pinned hub revision of --model")
     p.add_argument("--bench", type=Path, required=True)
+    p.add_argument("--bench-name", required=True, help="exact_match, alpaca_eval2 or mt_bench")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     cfg = sections(args.config, inference=InferenceConfig)
     ic = cfg["inference"]
     rows = read_jsonl(args.bench)
-    engine = VLLMEngine(args.model, ic.engine, seed=ic.seed)
-    answer = answerer(args.mode, engine, settings(ic), load_template(ic.template_file))
-    answers, traces = answer_dialogues([r["turns"] for r in rows], answer)
+    engine = VLLMEngine(args.model, ic.engine, seed=ic.seed, revision=args.revision)
+    template = load_template(ic.template_file)
+    answers, traces = answer_rows(rows, ic, args.bench_name, args.mode, engine, template)
     out_rows = [
         {"id": r["id"], "turns": r["turns"], "outputs": a, "trace": t}
         for r, a, t in zip(rows, answers, traces, strict=True)

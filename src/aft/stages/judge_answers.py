@@ -1,24 +1,106 @@
 """Stage `judge_answers`: score one model's answers on one benchmark.
 
-exact_match (miniature) is judged here. The LLM judges of the paper benchmarks (AlpacaEval 2,
-MT-Bench) are not in this version: a job for them stops with an error saying so (see README).
+exact_match (miniature): the known answers. alpaca_eval2: LC and raw win rate against the
+gpt4_1106_preview reference outputs (--reference), through the alpaca-eval library. mt_bench: FastChat's
+single-answer grading of both turns with its judge prompts (--judge-prompts) and GPT-4 reference answers
+(--reference). LLM judges are called through the `judge.endpoint` (OpenAI API or any compatible server);
+the key comes from the environment variable `judge.endpoint.api_key_env` only. Every result names the
+judge that produced it.
 
 Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.judge_answers --config CFG --bench-name NAME --answers JSONL --bench JSONL \
-        --out JSON --metrics FILE
+        [--reference FILE...] [--judge-prompts FILE...] --out JSON --judgments JSONL --metrics FILE
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
-from aft.config import JudgeConfig
-from aft.io import read_jsonl, write_json
-from aft.judging import exact_match
+from aft.config import OPENAI_API, JudgeConfig
+from aft.io import read_jsonl, write_json, write_jsonl
+from aft.judge_client import is_openai_api
+from aft.judging import PAPER_JUDGE_NAMES, exact_match, exact_match_rows, is_paper_judge
+from aft.sources import read_all_records
 from aft.stage import finish, parse_wildcards, parser, sections, setup_logging
 
-JUDGES = {"exact_match": exact_match}
+log = logging.getLogger("aft")
+
+
+def judge_client(jc: JudgeConfig, bench: str):
+    from aft.judge_client import JudgeClient
+
+    model = jc.model_for(bench)
+    if jc.endpoint is None or model is None:
+        raise SystemExit(f"benchmark {bench!r} needs judge.endpoint and a judge model (judge.model)")
+    return JudgeClient(jc.endpoint, model, jc.cache_dir)
+
+
+def judge_alpaca_eval2(
+    jc: JudgeConfig, answers: list[dict], bench: list[dict], references: list[dict], generator: str, client
+) -> tuple[dict, list[dict]]:
+    from aft import alpaca_eval2 as ae
+
+    if jc.alpaca_eval2 is None:
+        raise SystemExit("benchmark 'alpaca_eval2' needs the judge.alpaca_eval2 section")
+    if not references:
+        raise SystemExit("benchmark 'alpaca_eval2' needs the reference outputs: give --reference FILE")
+    cfg = jc.alpaca_eval2
+    model_out, ref_out = ae.head_to_head(bench, answers, references, generator)
+    annotations = ae.annotate(
+        model_out,
+        ref_out,
+        ae.completions_fn(client),
+        client.model,
+        cfg.annotator,
+        cfg.seed,
+        ae.canonical_index(bench),
+    )
+    metrics = ae.win_rates(annotations, cfg.hf_cache_dir)
+    return ae.result(annotations, metrics) | {"protocol": cfg.annotator}, ae.judgment_rows(annotations)
+
+
+def judge_mt_bench(
+    jc: JudgeConfig,
+    answers: list[dict],
+    bench: list[dict],
+    references: list[dict],
+    prompt_rows: list[dict],
+    client,
+) -> tuple[dict, list[dict]]:
+    from aft import mt_bench as mt
+
+    if jc.mt_bench is None:
+        raise SystemExit("benchmark 'mt_bench' needs the judge.mt_bench section")
+    if not prompt_rows:
+        raise SystemExit("benchmark 'mt_bench' needs FastChat's judge prompts: give --judge-prompts FILE")
+    cfg = jc.mt_bench
+    todo = mt.matches(bench, answers, mt.judge_prompts(prompt_rows), mt.reference_answers(references))
+
+    def ask(conversations: list[list[dict]], attempt: int) -> list[str]:
+        decoding = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        requests = [client.request(c, **decoding) for c in conversations]
+        replies = client.chat_many(requests, [attempt] * len(requests))
+        return [(r.get("message") or {}).get("content") or "" for r in replies]
+
+    judgments = mt.judge(todo, ask, cfg.max_parse_retries)
+    return mt.scores(judgments) | {"protocol": "fastchat-single"}, judgments
+
+
+def flat_metrics(result: dict) -> dict[str, float | int]:
+    """The numbers logged to metrics.json and MLflow."""
+    out = {k: v for k, v in result["scores"].items() if v is not None}
+    out |= {f"{k}_se": v for k, v in result.get("standard_errors", {}).items()}
+    for key in ("n", "n_judged", "n_unjudged", "n_judgments", "n_unparsable", "n_reasked"):
+        if key in result:
+            out[key] = result[key]
+    for cat, block in result.get("per_category", {}).items():
+        if isinstance(block, dict):
+            out |= {f"{cat}_{k}": v for k, v in block.items() if v is not None}
+        elif block is not None:
+            out[f"{cat}_accuracy"] = block  # exact_match: accuracy per category
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,22 +110,52 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bench-name", required=True)
     p.add_argument("--answers", type=Path, required=True)
     p.add_argument("--bench", type=Path, required=True)
+    p.add_argument("--reference", type=Path, nargs="*", default=[], help="reference outputs/answers")
+    p.add_argument("--judge-prompts", type=Path, nargs="*", default=[], help="FastChat judge_prompts.jsonl")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--judgments", type=Path, required=True, help="per-question judgments (JSONL)")
     args = p.parse_args(argv)
     cfg = sections(args.config, judge=JudgeConfig)
-    if args.bench_name not in JUDGES:
-        raise SystemExit(
-            f"benchmark {args.bench_name!r} has no judge in this version (judged here: {sorted(JUDGES)});"
-            " the AlpacaEval 2 and MT-Bench judges are open work, see the README"
-        )
-    result = JUDGES[args.bench_name](read_jsonl(args.answers), read_jsonl(args.bench))
-    result |= {
-        "bench": args.bench_name,
-        "judge": args.bench_name,
-        "wildcards": parse_wildcards(args.wildcards),
-    }
+    jc: JudgeConfig = cfg["judge"]
+    name = args.bench_name
+    answers, bench = read_jsonl(args.answers), read_jsonl(args.bench)
+    wildcards = parse_wildcards(args.wildcards)
+    metrics: dict = {}
+    if name == "exact_match":
+        result = exact_match(answers, bench) | {"judge": "exact_match", "paper_judge": False}
+        rows = exact_match_rows(answers, bench)
+        record = {"judge": "exact_match"}
+    elif name in ("alpaca_eval2", "mt_bench"):
+        references = read_all_records(args.reference)
+        with judge_client(jc, name) as client:
+            log.info("judging %s with %s", name, client.label)
+            if name == "alpaca_eval2":
+                generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)
+                result, rows = judge_alpaca_eval2(
+                    jc, answers, bench, references, generator or "model", client
+                )
+            else:
+                prompts = read_all_records(args.judge_prompts)
+                result, rows = judge_mt_bench(jc, answers, bench, references, prompts, client)
+            endpoint = jc.endpoint.base_url or OPENAI_API
+            on_openai = is_openai_api(jc.endpoint.base_url)
+            result |= {
+                "judge": client.label,
+                "judge_model": client.model,
+                "judge_endpoint": endpoint,
+                "paper_judge": is_paper_judge(name, client.model, on_openai),
+                "paper_judge_name": PAPER_JUDGE_NAMES[name],
+                "judge_stats": client.stats.as_dict(""),
+            }
+            metrics |= client.stats.as_dict("judge_")
+            record = {"judge": client.label, "judge_model": client.model, "judge_endpoint": endpoint}
+    else:
+        raise SystemExit(f"unknown benchmark {name!r}; expected exact_match, alpaca_eval2 or mt_bench")
+    result |= {"bench": name, "wildcards": wildcards}
     write_json(args.out, result)
-    finish("judge_answers", args, cfg, result["scores"] | {"n": result["n"]}, [args.out], started)
+    write_jsonl(args.judgments, rows)
+    metrics = flat_metrics(result) | metrics
+    finish("judge_answers", args, cfg, metrics, [args.out, args.judgments], started, record=record)
 
 
 if __name__ == "__main__":

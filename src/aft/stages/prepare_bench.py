@@ -2,9 +2,10 @@
 
 exact_match: the miniature's held-out queries with their known answers.
 alpaca_eval2: the 805 AlpacaEval instructions in canonical order. mt_bench: the 80 two-turn questions.
+The paper benchmarks read the files `download_source` wrote (--source).
 
 Usage (what the rule runs; runnable by hand too):
-    python -m aft.stages.prepare_bench --config CFG --bench NAME --out FILE --metrics FILE
+    python -m aft.stages.prepare_bench --config CFG --bench NAME [--source FILE...] --out FILE --metrics FILE
 """
 
 from __future__ import annotations
@@ -15,22 +16,26 @@ from pathlib import Path
 from aft import benchmarks, world
 from aft.config import DataConfig
 from aft.io import write_jsonl
-from aft.sources import fetch, read_records
+from aft.sources import read_all_records
 from aft.stage import finish, parser, sections, setup_logging
 
 
-def bench_rows(data: DataConfig, bench: str) -> list[dict]:
+def bench_rows(data: DataConfig, bench: str, files: list[Path]) -> list[dict]:
     if bench == "exact_match":
         if data.kind != "miniature":
             raise ValueError("benchmark 'exact_match' needs data.kind='miniature' (known answers)")
         return benchmarks.exact_match_rows(world.split_tasks(data.miniature, data.seed)["eval"])
     if data.kind != "paper":
-        raise ValueError(f"benchmark {bench!r} needs data.kind='paper' (its files are named in data.paper)")
+        raise ValueError(
+            f"benchmark {bench!r} needs data.kind='paper' (its files come from the sources section)"
+        )
+    if bench not in ("alpaca_eval2", "mt_bench"):
+        raise ValueError(f"unknown benchmark {bench!r}; expected exact_match, alpaca_eval2 or mt_bench")
+    if not files:
+        raise ValueError(f"benchmark {bench!r} reads its source files: give --source FILE...")
     if bench == "alpaca_eval2":
-        return benchmarks.alpaca_eval_rows(read_records(fetch(data.paper.alpaca_eval_instructions)))
-    if bench == "mt_bench":
-        return benchmarks.mt_bench_rows(read_records(fetch(data.paper.mt_bench_questions)))
-    raise ValueError(f"unknown benchmark {bench!r}; expected exact_match, alpaca_eval2 or mt_bench")
+        return benchmarks.alpaca_eval_rows(read_all_records(files))
+    return benchmarks.mt_bench_rows(read_all_records(files))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,10 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     p = parser(__doc__)
     p.add_argument("--bench", required=True)
+    p.add_argument("--source", type=Path, nargs="*", default=[], help="the benchmark's source files")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     cfg = sections(args.config, data=DataConfig)
-    n = write_jsonl(args.out, bench_rows(cfg["data"], args.bench))
+    n = write_jsonl(args.out, bench_rows(cfg["data"], args.bench, args.source))
     finish("prepare_bench", args, cfg, {"n_questions": n}, [args.out], started)
 
 

@@ -1,10 +1,10 @@
 """Stage `prepare_data`: the training queries and the UltraFeedback-schema file.
 
 miniature: generates the world (corpus for the base model, UltraFeedback-like file, queries).
-paper: reads UltraFeedback (a local copy or a pinned hub revision).
+paper: reads the UltraFeedback files written by `download_source`, in order.
 
 Usage (what the rule runs; runnable by hand too):
-    python -m aft.stages.prepare_data --config CFG --out DIR --metrics FILE
+    python -m aft.stages.prepare_data --config CFG [--ultrafeedback FILE...] --out DIR --metrics FILE
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from aft import world
 from aft.config import DataConfig
 from aft.io import atomic_write_text, write_jsonl
 from aft.proposals import query_id
-from aft.sources import fetch, read_records
+from aft.sources import read_all_records
 from aft.stage import finish, parser, sections, setup_logging
 
 
-def prepare_miniature(cfg: DataConfig, out: Path) -> dict:
+def prepare_miniature(cfg: DataConfig, out: Path, files: list[Path]) -> dict:
     mw = cfg.miniature
     splits = world.split_tasks(mw, cfg.seed)
     atomic_write_text(out / "corpus.txt", world.corpus_text(mw, splits["pretrain"], cfg.seed + 1))
@@ -38,9 +38,11 @@ def prepare_miniature(cfg: DataConfig, out: Path) -> dict:
     return {f"n_{k}": len(v) for k, v in splits.items() if k != "eval"}
 
 
-def prepare_paper(cfg: DataConfig, out: Path) -> dict:
-    p = cfg.paper
-    rows = read_records(fetch(p.ultrafeedback))[: p.max_queries]
+def prepare_paper(cfg: DataConfig, out: Path, files: list[Path]) -> dict:
+    if not files:
+        raise SystemExit("data.kind is 'paper': give the UltraFeedback files (--ultrafeedback FILE...)")
+    all_rows = read_all_records(files)
+    rows = all_rows[: cfg.paper.max_queries]
     write_jsonl(out / "ultrafeedback.jsonl", rows)
     seen, queries = set(), []
     for r in rows:
@@ -56,19 +58,25 @@ def prepare_paper(cfg: DataConfig, out: Path) -> dict:
                 }
             )
     write_jsonl(out / "queries.jsonl", queries)
-    return {"n_ultrafeedback_rows": len(rows), "n_train": len(queries)}
+    return {
+        "n_ultrafeedback_files": len(files),
+        "n_ultrafeedback_rows_read": len(all_rows),
+        "n_ultrafeedback_rows": len(rows),  # after max_queries
+        "n_train": len(queries),  # distinct non-empty queries (on-policy sampling reads these)
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     started = time.time()
     p = parser(__doc__)
+    p.add_argument("--ultrafeedback", type=Path, nargs="*", default=[], help="paper: UltraFeedback files")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     cfg = sections(args.config, data=DataConfig)
     data = cfg["data"]
     prepare = prepare_miniature if data.kind == "miniature" else prepare_paper
-    metrics = prepare(data, args.out)
+    metrics = prepare(data, args.out, args.ultrafeedback)
     files = sorted(f for f in args.out.rglob("*") if f.is_file())
     finish("prepare_data", args, cfg, metrics, files, started)
 

@@ -1,0 +1,171 @@
+"""AlpacaEval 2 through the alpaca-eval library: the model's outputs against the gpt4_1106_preview
+reference outputs, judged with alpaca-eval's annotator config (`weighted_alpaca_eval_gpt4_turbo`: its
+prompt, decoding settings, output-order randomisation and logprob parser), scored with its own
+`get_length_controlled_winrate` (LC and raw win rate with standard errors).
+
+Only the transport is ours: the annotator's `openai_completions` decoder is swapped for
+`completions_fn`, which sends the same chat requests through `JudgeClient` (retries, backoff,
+concurrency limit, judgment cache). alpaca-eval's own annotation cache is off (it is keyed by annotator
+name, not by judge model); its length-controlled fit saves no weights (they would go to site-packages).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from aft.judge_client import JudgeClient
+
+REFERENCE_GENERATOR = "gpt4_1106_preview"
+DECODING_KEYS = ("max_tokens", "temperature", "top_p", "logprobs", "top_logprobs")
+
+
+def head_to_head(
+    bench_rows: list[dict], answers: list[dict], references: list[dict], generator: str
+) -> tuple[list[dict], list[dict]]:
+    """(model outputs, reference outputs) as alpaca-eval takes them, in canonical order.
+
+    Bench rows are the 805 instructions in canonical order (ids ae000...); references the reference
+    file's rows in the same order (checked instruction by instruction); answers the model's outputs."""
+    by_id = {a["id"]: a for a in answers}
+    missing = [r["id"] for r in bench_rows if r["id"] not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} AlpacaEval instructions have no answer, e.g. {missing[:3]}")
+    index = canonical_index(bench_rows)
+    model, reference = [], []
+    for row in bench_rows:
+        i = index[row["turns"][0]]
+        if i >= len(references) or references[i]["instruction"] != row["turns"][0]:
+            raise ValueError(
+                f"reference outputs do not match the instructions at position {i} ({row['id']}): the files"
+                " must both be in AlpacaEval's canonical order"
+            )
+        model.append({"instruction": row["turns"][0], "output": by_id[row["id"]]["outputs"][-1]})
+        reference.append({"instruction": row["turns"][0], "output": references[i]["output"]})
+    for m in model:
+        m["generator"] = generator
+    for r in reference:
+        r["generator"] = references[0].get("generator", REFERENCE_GENERATOR)
+    return model, reference
+
+
+def canonical_index(bench_rows: list[dict]) -> dict[str, int]:
+    """Instruction -> its position among the 805 (ids ae000...): what alpaca-eval's LC fit looks up."""
+    index = {r["turns"][0]: int(r["id"].removeprefix("ae")) for r in bench_rows}
+    if len(index) != len(bench_rows):
+        raise ValueError("AlpacaEval instructions must be unique (they are the merge key)")
+    return index
+
+
+def completions_fn(client: JudgeClient) -> Callable[..., dict]:
+    """A decoder with `openai_completions`' contract: the annotator's ChatML prompts become chat
+    requests (alpaca-eval's own `prompt_to_chatml`); returns completions and the raw choices."""
+    from alpaca_eval.utils import prompt_to_chatml
+
+    def complete(prompts: Sequence[str], model_name: str, **decoding: object) -> dict:
+        unknown = sorted(set(decoding) - set(DECODING_KEYS))
+        if unknown:
+            raise ValueError(f"annotator decoding settings {unknown} are not supported by our transport")
+        if model_name != client.model:
+            raise ValueError(
+                f"annotator asks for model {model_name!r}, the judge client serves {client.model!r}"
+            )
+        decoding = {"top_p": 1.0, **decoding}  # what alpaca-eval's openai decoder sends unless told otherwise
+        started = time.time()
+        requests = [client.request(prompt_to_chatml(p.strip()), **decoding) for p in prompts]
+        choices = client.chat_many(requests)
+        per_example = (time.time() - started) / max(len(prompts), 1)
+        out = []
+        for c in choices:
+            text = (c.get("message") or {}).get("content") or " "  # alpaca-eval's stand-in for ""
+            out.append({**c, "text": text, "total_tokens": (c.get("usage") or {}).get("total_tokens", 0)})
+        return {
+            "completions": [c["text"] for c in out],
+            "completions_all": out,
+            "price_per_example": [math.nan] * len(out),  # tokens are counted in JudgeStats instead
+            "time_per_example": [per_example] * len(out),
+        }
+
+    return complete
+
+
+def annotate(
+    model_outputs: list[dict],
+    reference_outputs: list[dict],
+    complete: Callable[..., dict],
+    model_name: str,
+    annotator: str,
+    seed: int,
+    index: dict[str, int],
+):
+    """alpaca-eval's head-to-head annotations (reference = output_1, model = output_2), as a DataFrame
+    indexed by each instruction's canonical position (`index`: instruction -> position)."""
+    import pandas as pd
+    from alpaca_eval.annotators import PairwiseAnnotator
+
+    class TransportSwapped(PairwiseAnnotator):
+        def _initialize_annotators(self, **kwargs):
+            annotators = super()._initialize_annotators(**kwargs)
+            for single in annotators.values():
+                single.fn_completions = complete
+                single.completions_kwargs = {**single.completions_kwargs, "model_name": model_name}
+            return annotators
+
+    ann = TransportSwapped(annotators_config=annotator, seed=seed, caching_path=None)
+    rows = ann.annotate_head2head(outputs_1=reference_outputs, outputs_2=model_outputs)
+    df = pd.DataFrame(rows)
+    df.index = [index[x] for x in df["instruction"]]
+    return df.sort_index()
+
+
+def win_rates(annotations, hf_cache_dir: str | Path | None) -> dict[str, float]:
+    """alpaca-eval's `get_length_controlled_winrate` on annotations indexed by canonical position.
+
+    Its fit reads df_gamed.csv from the hub dataset tatsu-lab/alpaca_eval through the HF cache
+    `hf_cache_dir` (HF_HUB_OFFLINE=1 reads a pre-filled cache)."""
+    from alpaca_eval import constants
+    from alpaca_eval.metrics import get_length_controlled_winrate
+
+    if hf_cache_dir is not None:
+        constants.DEFAULT_CACHE_DIR = str(hf_cache_dir)
+    judged = annotations["preference"].notna().sum()
+    if judged < 5:  # the fit's 5-fold cross-validation needs at least 5 judged rows
+        raise ValueError(f"only {judged} of {len(annotations)} outputs were judged: too few for the LC fit")
+    out = get_length_controlled_winrate(annotations, save_weights_dir=None)
+    return {k: float(v) for k, v in out.items()}
+
+
+def result(annotations, metrics: dict[str, float]) -> dict:
+    """The judge result: LC and raw win rate (%) with standard errors, and counts."""
+    unjudged = annotations.index[annotations["preference"].isna()].tolist()
+    return {
+        "scores": {"lc_win_rate": metrics["length_controlled_winrate"], "win_rate": metrics["win_rate"]},
+        "standard_errors": {
+            "lc_win_rate": metrics["lc_standard_error"],
+            "win_rate": metrics["standard_error"],
+        },
+        "n": len(annotations),
+        "n_judged": int(metrics["n_total"]),
+        "n_unjudged": len(unjudged),
+        "unjudged": [f"ae{i:03d}" for i in unjudged],
+        "details": {
+            k: metrics[k] for k in ("n_wins", "n_wins_base", "n_draws", "discrete_win_rate") if k in metrics
+        },
+    }
+
+
+def judgment_rows(annotations) -> list[dict]:
+    """One row per instruction for the judgments file: what the judge saw and said."""
+    import json
+
+    keep = ["instruction", "output_1", "generator_1", "output_2", "generator_2", "preference"]
+    extra = [c for c in ("preference_raw_completion", "glm_preference") if c in annotations.columns]
+    rows = []
+    for i, row in annotations[keep + extra].iterrows():
+        rec = {"id": f"ae{i:03d}", "index": int(i)}
+        for k, v in row.items():
+            rec[k] = None if isinstance(v, float) and math.isnan(v) else v
+        rows.append(json.loads(json.dumps(rec, default=str)))
+    return rows

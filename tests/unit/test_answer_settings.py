@@ -1,0 +1,103 @@
+"""How benchmark questions are answered: MT-Bench with FastChat's settings (answer temperature by
+category, token budget), both turns, turn 2 after the turn-1 final answer, and with propose-and-aggregate
+every turn proposed and aggregated over the conversation so far (a recording engine: no model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from aft.config import load_config
+from aft.engine import EngineStats, Sampling
+from aft.stages.generate_answers import answer_rows, answer_settings, group_by_settings
+from tests.conftest import load_yaml
+
+IC = load_config(load_yaml("config/paper.yaml")).inference
+
+
+@dataclass
+class Recorder:
+    calls: list = field(default_factory=list)
+    stats: EngineStats = field(default_factory=EngineStats)
+
+    def chat(self, conversations, sampling, seeds=None):
+        k = len(self.calls)
+        self.calls.append((conversations, sampling))
+        return [[f"c{k}-v{i}-s{j}" for j in range(sampling.n)] for i in range(len(conversations))]
+
+    def complete(self, prompts, sampling, seeds=None):
+        return self.chat(prompts, sampling)
+
+
+SETTINGS = [
+    ("mt_bench", "writing", 0.7, 1024),
+    ("mt_bench", "roleplay", 0.7, 1024),
+    ("mt_bench", "stem", 0.1, 1024),
+    ("mt_bench", "math", 0.0, 1024),
+    ("mt_bench", "coding", 0.0, 1024),
+    ("alpaca_eval2", "alpaca_eval", 0.7, 4096),  # the inference section as it is
+]
+
+
+@pytest.mark.parametrize(("bench", "category", "final_temperature", "max_tokens"), SETTINGS)
+def test_answer_settings(bench, category, final_temperature, max_tokens):
+    s = answer_settings(IC, bench, category)
+    assert (s.final_temperature, s.max_tokens) == (final_temperature, max_tokens)
+    assert (s.n, s.temperature, s.top_p, s.final_top_p) == (5, 0.7, 0.95, 1.0)  # proposal layers unchanged
+
+
+def test_unknown_mt_bench_category_is_an_error():
+    with pytest.raises(ValueError, match="category 'poetry' has no temperature"):
+        answer_settings(IC, "mt_bench", "poetry")
+
+
+ROWS = [
+    {"id": "81", "category": "writing", "turns": ["W1", "W2"]},
+    {"id": "111", "category": "math", "turns": ["M1", "M2"]},
+    {"id": "82", "category": "writing", "turns": ["X1", "X2"]},
+]
+
+
+def test_rows_are_grouped_by_their_settings_in_first_seen_order():
+    groups = group_by_settings(ROWS, IC, "mt_bench")
+    assert [(s.final_temperature, idx) for s, idx in groups] == [(0.7, [0, 2]), (0.0, [1])]
+
+
+def test_mt_bench_direct_answers_both_turns_at_the_category_temperature():
+    eng = Recorder()
+    answers, _ = answer_rows(ROWS, IC, "mt_bench", "direct", eng, "TPL")
+    assert [c[1] for c in eng.calls] == [
+        Sampling(1, 0.7, 1.0, 1024),  # writing, turn 1
+        Sampling(1, 0.7, 1.0, 1024),  # writing, turn 2
+        Sampling(1, 0.0, 1.0, 1024),  # math, turn 1 (greedy)
+        Sampling(1, 0.0, 1.0, 1024),
+    ]
+    turn2_math = eng.calls[3][0][0]
+    assert turn2_math == [
+        {"role": "system", "content": "\n"},
+        {"role": "user", "content": "M1"},
+        {"role": "assistant", "content": answers[1][0]},
+        {"role": "user", "content": "M2"},
+    ]
+    assert [len(a) for a in answers] == [2, 2, 2]
+
+
+def test_mt_bench_with_aggregation_proposes_and_aggregates_every_turn_over_the_conversation():
+    eng = Recorder()
+    answers, traces = answer_rows(ROWS[1:2], IC, "mt_bench", "agg", eng, "TPL")
+    assert len(eng.calls) == 6  # proposal, intermediate, final layer; per turn
+    samplings = [c[1] for c in eng.calls]
+    assert samplings[:3] == [
+        Sampling(5, 0.7, 0.95, 1024),
+        Sampling(5, 0.7, 0.95, 1024),
+        Sampling(1, 0.0, 1.0, 1024),
+    ]
+    turn2_final = eng.calls[5][0][0]
+    assert turn2_final[0]["content"].startswith("TPL\n1. c4-v0-s0")  # the turn-2 intermediate layer's outputs
+    assert turn2_final[1:] == [
+        {"role": "user", "content": "M1"},
+        {"role": "assistant", "content": answers[0][0]},  # the turn-1 final answer
+        {"role": "user", "content": "M2"},
+    ]
+    assert answers[0] == ["c2-v0-s0", "c5-v0-s0"] and [len(t) for t in traces[0]] == [3, 3]

@@ -1,0 +1,93 @@
+"""The judges in the paper DAG (dry runs: seconds, no job runs): the judge section reaches only the
+judge jobs (so editing it reruns judging and the report, nothing else), the judge jobs get the
+benchmark's reference and prompt files, and the released-checkpoint overlay trains nothing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import copy_workflow
+
+PAPER = ("--configfile", "config/paper.yaml")
+RELEASED = ("--configfile", "config/paper.yaml", "config/experiments/released_checkpoints.yaml")
+
+
+def planned(cwd, *args: str) -> dict[str, tuple[str, str]]:
+    """What `snakemake -n -p` plans: first output -> (rule, shell command)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = {}
+    for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", proc.stdout):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
+        output = re.search(r"^    output: ([^,\n]+)", block, flags=re.M)
+        cmd = re.search(r"^Shell command: (.*)$", block, flags=re.M)
+        if rule and output:
+            jobs[output.group(1)] = (rule.group(1), cmd.group(1) if cmd else "")
+    return jobs
+
+
+def changed_rules(before: dict, after: dict) -> dict[str, int]:
+    """Jobs whose command (config sections included) differs: what the params trigger reruns."""
+    out: dict[str, int] = {}
+    for key, (rule, cmd) in before.items():
+        if after[key][1] != cmd:
+            out[rule] = out.get(rule, 0) + 1
+    return out
+
+
+def test_editing_the_judge_section_changes_only_the_judge_jobs(tmp_path):
+    wf = copy_workflow(tmp_path)
+    before = planned(wf, *PAPER)
+    (wf / "judge_edit.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "judge": {
+                    "endpoint": {"base_url": "http://127.0.0.1:8000/v1", "concurrency": 32},
+                    "model": "Qwen2.5-72B-Instruct",
+                    "mt_bench": {"model": None, "max_parse_retries": 5},
+                }
+            }
+        )
+    )
+    after = planned(wf, *PAPER, "judge_edit.yaml")
+    assert set(after) == set(before)
+    assert changed_rules(before, after) == {"judge_answers": 24}
+
+
+def test_judge_jobs_read_the_reference_and_prompt_files_from_sources(tmp_path):
+    jobs = planned(copy_workflow(tmp_path), *PAPER)
+    ae = jobs["results/judge_answers/llama31-8b/aft_on/agg/alpaca_eval2.json"][1]
+    mt = jobs["results/judge_answers/mistral-7b/sft/direct/mt_bench.json"][1]
+    assert "--reference results/download_source/alpaca_eval_reference/gpt4_1106_preview_outputs.json" in ae
+    assert "--judgments results/judge_answers/llama31-8b/aft_on/agg/alpaca_eval2.judgments.jsonl" in ae
+    assert "--reference results/download_source/mt_bench_reference_answers/reference_answer_gpt-4.jsonl" in mt
+    assert "--judge-prompts results/download_source/mt_bench_judge_prompts/judge_prompts.jsonl" in mt
+    gen = jobs["results/generate_answers/mistral-7b/sft/direct/mt_bench.jsonl"][1]
+    assert "--model results/train_model/mistral-7b/sft/model" in gen and "--bench-name mt_bench" in gen
+
+
+def test_released_checkpoints_overlay_trains_nothing_and_uses_the_official_template(tmp_path):
+    jobs = planned(copy_workflow(tmp_path), *RELEASED)
+    rules = {}
+    for rule, _ in jobs.values():
+        rules[rule] = rules.get(rule, 0) + 1
+    assert {k: v for k, v in rules.items() if k != "download_source"} == {
+        "prepare_bench": 2,
+        "generate_answers": 16,  # 2 bases x 2 released variants x {direct, agg} x 2 benchmarks
+        "judge_answers": 16,
+        "make_report": 1,
+    }
+    assert "results/download_source/aggregation_template/aggregation_template.txt" in jobs
+    gen = jobs["results/generate_answers/llama31-8b/aft_off/agg/mt_bench.jsonl"][1]
+    assert "--model linzw/Llama-AFT-Off-Policy" in gen
+    assert '"template_file":"results/download_source/aggregation_template/aggregation_template.txt"' in gen
