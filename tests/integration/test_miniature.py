@@ -14,36 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import copy_workflow, dry_run
+from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run
 
 pytestmark = pytest.mark.integration
 
-STAGES = [
-    "prepare_data",
-    "prepare_bench",
-    "build_base",
-    "build_proposals_off",
-    "build_proposals_on",
-    "build_targets",
-    "build_dataset",
-    "train_model",
-    "generate_answers",
-    "judge_answers",
-    "make_report",
-]
-JOBS = {
-    "prepare_data": 1,
-    "prepare_bench": 1,
-    "build_base": 1,
-    "build_proposals_off": 1,
-    "build_proposals_on": 1,
-    "build_targets": 2,
-    "build_dataset": 3,
-    "train_model": 3,
-    "generate_answers": 6,
-    "judge_answers": 6,
-    "make_report": 1,
-}
+JOBS = MINIATURE_JOBS
 
 
 @pytest.fixture(scope="module")

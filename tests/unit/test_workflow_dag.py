@@ -1,21 +1,8 @@
 """The DAG as Snakemake resolves it (dry runs: seconds, no job runs)."""
 
-from tests.conftest import copy_workflow, dry_run
+from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run
 
-MINIATURE = {
-    "prepare_data": 1,
-    "prepare_bench": 1,
-    "build_base": 1,
-    "build_proposals_off": 1,
-    "build_proposals_on": 1,
-    "build_targets": 2,
-    "build_dataset": 3,
-    "train_model": 3,
-    "generate_answers": 6,
-    "judge_answers": 6,
-    "make_report": 1,
-    "all": 1,
-}
+MINIATURE = MINIATURE_JOBS | {"all": 1}
 
 
 def test_miniature_dag(tmp_path):
@@ -98,3 +85,57 @@ def test_paper_downloads_read_from_the_network_or_a_mirror(tmp_path):
         assert "evol_instruct.jsonl" not in out  # the job's config holds its own file only
     assert "--local" not in outs["network"] and "--mirror" not in outs["network"]
     assert "--mirror /m/openbmb/UltraFeedback/flan.jsonl" in outs["mirror"]
+
+
+def job_resources(out: str, rule: str) -> dict[str, str]:
+    """The `resources:` line of the first `rule` job in a dry run's output, as a dict."""
+    block = out.split(f"rule {rule}:", 1)[1]
+    line = next(x for x in block.splitlines() if x.strip().startswith("resources:"))
+    return dict(kv.split("=", 1) for kv in line.split("resources:", 1)[1].strip().split(", "))
+
+
+def dry_run_text(wf, *args: str) -> str:
+    import subprocess
+
+    proc = subprocess.run(["snakemake", "-n", "-p", *args], cwd=wf, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_paper_jobs_ask_for_the_configured_resources(tmp_path):
+    out = dry_run_text(copy_workflow(tmp_path), "--configfile", "config/paper.yaml")
+    train = job_resources(out, "train_model")
+    assert train["gpu"] == "8" and train["tasks_per_gpu"] == "0"  # one torchrun per job
+    assert (train["cpus_per_task"], train["mem_mb"], train["runtime"]) == ("64", "480000", "1440")
+    assert "nodes" not in train and "mpi" not in train
+    assert job_resources(out, "build_targets")["gpu"] == "4"  # the 70B teacher's tensor parallelism
+    assert job_resources(out, "generate_answers")["gpu"] == "1"
+    for cpu_only in ("prepare_data", "build_dataset", "judge_answers", "make_report"):
+        assert "gpu" not in job_resources(out, cpu_only), cpu_only
+
+
+def test_two_node_training_runs_one_torchrun_per_node_under_srun(tmp_path):
+    wf = copy_workflow(tmp_path)
+    (wf / "two_nodes.yaml").write_text(
+        "train:\n  num_gpus: 16\n  num_nodes: 2\n  per_device_batch_size: 2\n"
+        "  global_batch_size: 128\nresources:\n  gpu_model: h100\n"
+    )
+    target = "results/train_model/llama31-8b/sft/model"
+    out = dry_run_text(wf, target, "--configfile", "config/paper.yaml", "two_nodes.yaml")
+    train = job_resources(out, "train_model")
+    assert (train["nodes"], train["tasks"], train["mpi"], train["gres"]) == ("2", "2", "srun", "gpu:h100:8")
+    assert "gpu" not in train  # --gpus=16 would let SLURM spread them unevenly
+    assert (
+        "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1"
+        " python -m aft.launch --nproc-per-node=8 -m aft.stages.train_model"
+    ) in out
+    assert job_resources(out, "build_targets")["gpu_model"] == "h100"  # every GPU job, typed
+    assert "gpu_model" not in job_resources(out, "build_dataset")  # CPU jobs ask for no GPU
+
+
+def test_miniature_asks_for_no_gpu(tmp_path):
+    out = dry_run_text(copy_workflow(tmp_path))
+    for rule in MINIATURE:
+        if rule != "all":
+            res = job_resources(out, rule)
+            assert "gpu" not in res and "gres" not in res, rule

@@ -5,6 +5,7 @@ import shlex
 
 from snakemake.utils import validate
 
+from aft.cluster import job_resources
 from aft.config import config_hash, load_config
 from aft.launch import train_launcher
 
@@ -52,6 +53,16 @@ def gpus(engine):
 
 
 TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.api_base_url is None
+
+
+def threads_of(rule):
+    """CPU cores a job of `rule` uses (config resources.rules; Snakemake caps it at --cores locally)."""
+    return CFG.resources.rules[rule].cpus
+
+
+def resources_of(rule, gpus=0, nodes=1):
+    """What a job of `rule` asks the cluster for: config resources.rules + its GPUs (slurm/ profile)."""
+    return job_resources(CFG.resources, rule, gpus, nodes)
 
 
 def base_model_input(wildcards):

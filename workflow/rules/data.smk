@@ -53,6 +53,9 @@ rule prepare_data:
         "results/benchmarks/prepare_data/prepare_data.tsv",
     params:
         cfg=section(data=CFG.data),
+    threads: threads_of("prepare_data")
+    resources:
+        **resources_of("prepare_data"),
     shell:
         "python -m aft.stages.prepare_data --config {params.cfg:q} --ultrafeedback {input.ultrafeedback}"
         " --out results/prepare_data --metrics {output.metrics} > {log} 2>&1"
@@ -71,6 +74,9 @@ rule prepare_bench:
     params:
         cfg=section(data=CFG.data),
         wc=wildcard_tags,
+    threads: threads_of("prepare_bench")
+    resources:
+        **resources_of("prepare_bench"),
     shell:
         "python -m aft.stages.prepare_bench --config {params.cfg:q} --bench {wildcards.bench}"
         " --source {input.source} --out {output.bench} --metrics {output.metrics}"
@@ -90,7 +96,9 @@ rule build_base:
     params:
         cfg=lambda w: section(base=CFG.bases[w.base]),
         wc=wildcard_tags,
-    threads: workflow.cores
+    threads: threads_of("build_base")
+    resources:
+        **resources_of("build_base"),
     shell:
         "OMP_NUM_THREADS={threads} python -m aft.stages.build_base --config {params.cfg:q} --corpus {input.corpus}"
         " --out {output.model} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

@@ -19,9 +19,9 @@ rule generate_answers:
         model=answer_model,
         revision=answer_revision,
         wc=wildcard_tags,
-    threads: workflow.cores
+    threads: threads_of("generate_answers")
     resources:
-        gpu=CFG.inference.engine.tensor_parallel_size if CFG.train.num_gpus else 0,
+        **resources_of("generate_answers", gpus=gpus(CFG.inference.engine)),
     shell:
         "python -m aft.stages.generate_answers --config {params.cfg:q} --mode {wildcards.mode}"
         " --model {params.model} {params.revision} --bench {input.bench} --bench-name {wildcards.bench}"

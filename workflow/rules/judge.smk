@@ -19,7 +19,11 @@ rule judge_answers:
     params:
         cfg=section(judge=CFG.judge),
         wc=wildcard_tags,
+    # an API judge is reached from where the workflow runs (compute nodes often have no internet)
+    localrule: CFG.judge.endpoint is not None
+    threads: threads_of("judge_answers")
     resources:
+        **resources_of("judge_answers"),
         # requests this job keeps in flight: `--resources judge_requests=N` caps them across parallel jobs
         judge_requests=lambda w: judge_requests(w.bench),
     shell:

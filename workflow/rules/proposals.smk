@@ -14,6 +14,9 @@ rule build_proposals_off:
         "results/benchmarks/build_proposals_off/build_proposals_off.tsv",
     params:
         cfg=section(proposals=CFG.proposals),
+    threads: threads_of("build_proposals_off")
+    resources:
+        **resources_of("build_proposals_off"),
     shell:
         "python -m aft.stages.build_proposals_off --config {params.cfg:q}"
         " --ultrafeedback {input.ultrafeedback} --out {output.proposals}"
@@ -36,9 +39,9 @@ rule build_proposals_on:
         cfg=lambda w: section(proposals=CFG.proposals, on_policy=CFG.on_policy, base=CFG.bases[w.base]),
         model=lambda w: base_model(w.base),
         wc=wildcard_tags,
-    threads: workflow.cores
+    threads: threads_of("build_proposals_on")
     resources:
-        gpu=gpus(CFG.on_policy.engine),
+        **resources_of("build_proposals_on", gpus=gpus(CFG.on_policy.engine)),
     shell:
         "python -m aft.stages.build_proposals_on --config {params.cfg:q} --queries {input.queries}"
         " --base-model {params.model} --out {output.proposals} --metrics {output.metrics}"
@@ -60,9 +63,9 @@ rule build_targets:
     params:
         cfg=section(targets=CFG.targets),
         wc=wildcard_tags,
-    threads: workflow.cores if TEACHER_IN_PROCESS else 1
+    threads: threads_of("build_targets")
     resources:
-        gpu=gpus(CFG.targets.engine) if TEACHER_IN_PROCESS else 0,
+        **resources_of("build_targets", gpus=gpus(CFG.targets.engine) if TEACHER_IN_PROCESS else 0),
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
         " --queries {input.queries} --out {output.targets} --metrics {output.metrics}"

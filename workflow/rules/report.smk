@@ -15,6 +15,9 @@ rule make_report:
         "results/benchmarks/make_report/make_report.tsv",
     params:
         cfg=section(report=CFG.report),
+    threads: threads_of("make_report")
+    resources:
+        **resources_of("make_report"),
     shell:
         "python -m aft.stages.make_report --config {params.cfg:q} --results {input.results}"
         " --table {output.table} --plot {output.plot} --json {output.json}"

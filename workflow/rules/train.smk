@@ -18,6 +18,9 @@ rule build_dataset:
         cfg=lambda w: section(dataset=CFG.dataset, base=CFG.bases[w.base]),
         model=lambda w: base_model(w.base),
         wc=wildcard_tags,
+    threads: threads_of("build_dataset")
+    resources:
+        **resources_of("build_dataset"),
     shell:
         "python -m aft.stages.build_dataset --config {params.cfg:q} --variant {wildcards.variant}"
         " --proposals {input.proposals} --targets {input.targets} --tokenizer {params.model}"
@@ -40,9 +43,9 @@ rule train_model:
         model=lambda w: base_model(w.base),
         launch=train_launcher(CFG.train),
         wc=wildcard_tags,
-    threads: workflow.cores
+    threads: threads_of("train_model")
     resources:
-        gpu=CFG.train.num_gpus,
+        **resources_of("train_model", gpus=CFG.train.num_gpus, nodes=CFG.train.num_nodes),
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} -m aft.stages.train_model --config {params.cfg:q} --data {input.data}"
         " --base-model {params.model} --out {output.model} --metrics {output.metrics}"
