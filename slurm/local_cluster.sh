@@ -142,7 +142,9 @@ write_configs() {
   if [ "$FAKE_GPUS" -gt 0 ]; then
     mkdir -p "$STATE/fakegpu"
     for i in $(seq 0 $((FAKE_GPUS - 1))); do ln -sfn /dev/null "$STATE/fakegpu/nvidia$i"; done
-    gres_types="GresTypes=gpu"
+    # AccountingStorageTRES: allocations (scontrol, sacct AllocTRES) then count the GPUs too
+    gres_types="GresTypes=gpu
+AccountingStorageTRES=gres/gpu"
     gres_node="Gres=gpu:$FAKE_GPUS"
     # gres/gpu needs File= entries that are character devices: /dev/null symlinks pass
     write_if_changed /etc/slurm/gres.conf root:root 0644 <<EOF && CONF_CHANGED=1 || true

@@ -152,9 +152,6 @@ def test_every_job_ran_through_sbatch(quick):
     assert not any("gres/gpu" in r["AllocTRES"] for r in rows)
     train = next(r for r in rows if r["Comment"].startswith("rule_train_model"))
     assert "cpu=2" in train["AllocTRES"] and "mem=4000M" in train["AllocTRES"]
-    # the job's own log folder from the plugin, one per job
-    logs = list((quick["wf"] / ".snakemake/slurm_logs").rglob("*.log"))
-    assert len(logs) == sum(JOBS.values())
 
 
 def test_parallel_jobs_wrote_one_mlflow_store(quick):
