@@ -64,6 +64,10 @@ class ShardSummary:
 class MissingShards(RuntimeError):
     """The gather found shards absent or made from other inputs: their scatter jobs must run again."""
 
+    def __init__(self, message: str, jobs: Sequence[int] = ()):
+        super().__init__(message)
+        self.jobs = list(jobs)
+
 
 def plan(n_items: int, shard_size: int) -> list[Shard]:
     """Consecutive, non-overlapping shards covering items 0..n_items-1."""
@@ -193,7 +197,8 @@ def gather(
         jobs = sorted({job_of(i, num_jobs) for i in missing})
         raise MissingShards(
             f"{len(missing)} shard(s) absent or stale in {folder}: {missing[:20]}; made by scatter"
-            f" job(s) {jobs} of {num_jobs}: run those jobs again"
+            f" job(s) {jobs} of {num_jobs}: run those jobs again",
+            jobs,
         )
     return records, counts
 
@@ -212,11 +217,21 @@ def run_stage(
     (its records only), or the gather of what the scatter jobs whose metrics are `parts` made."""
     folder = work_dir(out)
     if parts:
-        records, counts = gather(items, shard_size, folder, context, num_jobs)
-        return records, counts, read_parts(parts, num_jobs)
+        summary = read_parts(parts, num_jobs)
+        try:
+            records, counts = gather(items, shard_size, folder, context, num_jobs)
+        except MissingShards as err:  # their metrics say done: Snakemake reruns them once these are gone
+            redo = " ".join(str(p) for p in sorted(parts) if job_of_part(p) in err.jobs)
+            raise MissingShards(f"{err} (delete {redo} and rerun)", err.jobs) from None
+        return records, counts, summary
     if job is None:
         return run_sharded(items, shard_size, folder, context, process)
     return run_sharded(items, shard_size, folder, context, process, job, num_jobs)
+
+
+def job_of_part(path: Path) -> int:
+    """The scatter job whose metrics.json this is."""
+    return int(json.loads(Path(path).read_text())["metrics"]["job"])
 
 
 def read_parts(paths: Sequence[Path], num_jobs: int) -> ShardSummary:

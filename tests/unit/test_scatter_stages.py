@@ -154,7 +154,8 @@ def test_gather_without_a_jobs_shards_fails_and_writes_nothing(tmp_path):
     for job in range(3):
         build_targets.main([*argv, "--job", str(job), "--metrics", parts[job]])
     shards.shard_file(shards.work_dir(tmp_path / "out.jsonl"), 5).unlink()  # job 2's
-    with pytest.raises(shards.MissingShards, match=r"\[5\]; made by scatter job\(s\) \[2\] of 3"):
+    msg = r"\[5\]; made by scatter job\(s\) \[2\] of 3: run those jobs again \(delete \S+/part2.json "
+    with pytest.raises(shards.MissingShards, match=msg):
         build_targets.main([*argv, "--parts", *parts, "--metrics", str(tmp_path / "metrics.json")])
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "metrics.json").exists()
 
