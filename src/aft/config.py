@@ -265,6 +265,11 @@ class OnPolicyConfig(Section):
         description="queries per shard: each shard is written atomically when done, and a rerun after a"
         " killed job skips finished shards",
     )
+    num_jobs: int = Field(
+        ge=1,
+        description="cluster jobs the shards are spread over (shard i made by job i % num_jobs), then one"
+        " job assembles them; 1 = one job makes every shard. The output does not depend on it",
+    )
     engine: EngineConfig
 
 
@@ -303,6 +308,12 @@ class TargetsConfig(Section):
         ge=1,
         description="records per shard (teacher=model): each shard is written atomically when done, and"
         " a rerun after a killed job skips finished shards",
+    )
+    num_jobs: int = Field(
+        ge=1,
+        description="teacher=model: cluster jobs the shards are spread over (shard i made by job"
+        " i % num_jobs), then one job assembles them; 1 = one job makes every shard. The output does not"
+        " depend on it",
     )
 
     @model_validator(mode="after")
@@ -541,7 +552,9 @@ JobRule = Literal[
     "build_base",
     "build_proposals_off",
     "build_proposals_on",
+    "build_proposals_on_part",
     "build_targets",
+    "build_targets_part",
     "build_dataset",
     "train_model",
     "generate_answers",

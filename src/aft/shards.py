@@ -7,6 +7,14 @@ is assembled in shard order).
 A shard file holds {"index", "start", "stop", "fingerprint", "records", "counts"}; its fingerprint
 covers the shard's range, its items and a `context` string naming everything else that decides its
 content (model, prompt file, sampling settings), so a changed input or setting makes it stale.
+
+Scatter and gather: the shards can be spread over `num_jobs` jobs, job j making the shards i with
+i % num_jobs == j, all into the same folder; one gather then assembles them in shard order, making none.
+A shard's file and fingerprint do not depend on num_jobs, so the assembled output is the same for every
+num_jobs, and a change of num_jobs before the gather keeps every finished shard. Round robin rather than
+contiguous ranges: items come grouped by source (UltraFeedback's short FLAN rows, then long ShareGPT
+ones), so each job gets a like share of the slow ones, and a job's shards stay its own when items are
+added at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +54,20 @@ class ShardSummary:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @classmethod
+    def summed(cls, parts: Iterable[dict]) -> ShardSummary:
+        """The summary of a whole stage from its scatter jobs' summaries (their metrics)."""
+        parts = list(parts)
+        return cls(**{k: sum(int(p[k]) for p in parts) for k in cls.__dataclass_fields__})
+
+
+class MissingShards(RuntimeError):
+    """The gather found shards absent or made from other inputs: their scatter jobs must run again."""
+
+    def __init__(self, message: str, jobs: Sequence[int] = ()):
+        super().__init__(message)
+        self.jobs = list(jobs)
+
 
 def plan(n_items: int, shard_size: int) -> list[Shard]:
     """Consecutive, non-overlapping shards covering items 0..n_items-1."""
@@ -55,6 +77,13 @@ def plan(n_items: int, shard_size: int) -> list[Shard]:
         Shard(i, start, min(start + shard_size, n_items))
         for i, start in enumerate(range(0, n_items, shard_size))
     ]
+
+
+def job_of(index: int, num_jobs: int) -> int:
+    """The scatter job that makes shard `index` (round robin, see the module docstring)."""
+    if num_jobs < 1:
+        raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
+    return index % num_jobs
 
 
 def shard_file(folder: Path, index: int) -> Path:
@@ -100,15 +129,21 @@ def run_sharded(
     folder: Path,
     context: str,
     process: Callable[[list], ShardResult],
+    job: int = 0,
+    num_jobs: int = 1,
 ) -> tuple[list[dict], Counter, ShardSummary]:
-    """Process `items` shard by shard; returns all records in order, the summed counts, the summary.
+    """Process `items` shard by shard; returns the records in order, the summed counts, the summary.
 
     `process(shard_items)` returns (records, counts) for one shard; it is called only for shards
-    without a valid file, so a rerun after a kill does only the missing work.
+    without a valid file, so a rerun after a kill does only the missing work. With num_jobs > 1 only
+    the shards of scatter job `job` are made and returned (see `job_of`).
     """
+    if not 0 <= job < num_jobs:
+        raise ValueError(f"job must lie in 0..{num_jobs - 1} (num_jobs={num_jobs}), got {job}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    shards = plan(len(items), shard_size)
+    all_shards = plan(len(items), shard_size)
+    shards = [s for s in all_shards if job_of(s.index, num_jobs) == job]
     summary = ShardSummary(shards_total=len(shards))
     records: list[dict] = []
     counts: Counter = Counter()
@@ -130,13 +165,84 @@ def run_sharded(
             }
             atomic_write_text(path, json.dumps(done, ensure_ascii=False))
             summary.shards_run += 1
-            log.info("shard %d/%d done (items %d-%d)", shard.index + 1, len(shards), shard.start, shard.stop)
+            log.info(
+                "shard %d/%d done (items %d-%d)", shard.index + 1, len(all_shards), shard.start, shard.stop
+            )
         else:
             summary.shards_reused += 1
-            log.info("shard %d/%d reused from an earlier run", shard.index + 1, len(shards))
+            log.info("shard %d/%d reused from an earlier run", shard.index + 1, len(all_shards))
         records.extend(done["records"])
         counts.update(done["counts"])
     return records, counts, summary
+
+
+def gather(
+    items: Sequence, shard_size: int, folder: Path, context: str, num_jobs: int
+) -> tuple[list[dict], Counter]:
+    """Every shard's records in shard order and the summed counts, made by scatter jobs; makes none.
+
+    Raises MissingShards naming the shards (and their jobs) that are absent or stale."""
+    records: list[dict] = []
+    counts: Counter = Counter()
+    missing: list[int] = []
+    for shard in plan(len(items), shard_size):
+        part = list(items[shard.start : shard.stop])
+        done = load_shard(shard_file(folder, shard.index), shard, fingerprint(context, shard, part))
+        if done is None:
+            missing.append(shard.index)
+            continue
+        records.extend(done["records"])
+        counts.update(done["counts"])
+    if missing:
+        jobs = sorted({job_of(i, num_jobs) for i in missing})
+        raise MissingShards(
+            f"{len(missing)} shard(s) absent or stale in {folder}: {missing[:20]}; made by scatter"
+            f" job(s) {jobs} of {num_jobs}: run those jobs again",
+            jobs,
+        )
+    return records, counts
+
+
+def run_stage(
+    items: Sequence,
+    shard_size: int,
+    out: Path,
+    context: str,
+    process: Callable[[list], ShardResult],
+    num_jobs: int,
+    job: int | None = None,
+    parts: Sequence[Path] | None = None,
+) -> tuple[list[dict], Counter, ShardSummary]:
+    """A sharded stage's work in `<out>.shards/`: every shard (one job), the shards of scatter job `job`
+    (its records only), or the gather of what the scatter jobs whose metrics are `parts` made."""
+    folder = work_dir(out)
+    if parts:
+        summary = read_parts(parts, num_jobs)
+        try:
+            records, counts = gather(items, shard_size, folder, context, num_jobs)
+        except MissingShards as err:  # their metrics say done: Snakemake reruns them once these are gone
+            redo = " ".join(str(p) for p in sorted(parts) if job_of_part(p) in err.jobs)
+            raise MissingShards(f"{err} (delete {redo} and rerun)", err.jobs) from None
+        return records, counts, summary
+    if job is None:
+        return run_sharded(items, shard_size, folder, context, process)
+    return run_sharded(items, shard_size, folder, context, process, job, num_jobs)
+
+
+def job_of_part(path: Path) -> int:
+    """The scatter job whose metrics.json this is."""
+    return int(json.loads(Path(path).read_text())["metrics"]["job"])
+
+
+def read_parts(paths: Sequence[Path], num_jobs: int) -> ShardSummary:
+    """The summed summary of the scatter jobs' metrics.json files, which must be jobs 0..num_jobs-1."""
+    parts = [json.loads(Path(p).read_text())["metrics"] for p in paths]
+    got = sorted((int(m["job"]), int(m["num_jobs"])) for m in parts)
+    if got != [(j, num_jobs) for j in range(num_jobs)]:
+        raise MissingShards(
+            f"expected the metrics of scatter jobs 0..{num_jobs - 1} of {num_jobs}, got {got}"
+        )
+    return ShardSummary.summed(parts)
 
 
 def remove(folder: Path) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from aft.config import config_hash, format_error, section_json
 from aft.io import write_json
+from aft.shards import ShardSummary
 from aft.tracking import log_stage, provenance
 
 M = TypeVar("M", bound=BaseModel)
@@ -26,6 +27,36 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, required=True, help="metrics.json to write")
     p.add_argument("--wildcards", default="", help="k=v,k=v: the job's wildcards, logged as tags")
     return p
+
+
+def add_scatter_arguments(p: argparse.ArgumentParser) -> None:
+    """--job / --parts of a sharded stage (aft.shards): one scatter job, or the gather after them."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--job",
+        type=int,
+        help="scatter: make only job J's shards (i %% num_jobs == J) in <out>.shards/; --out is not written",
+    )
+    g.add_argument(
+        "--parts",
+        type=Path,
+        nargs="+",
+        help="gather: the scatter jobs' metrics.json files; assemble their shards into --out, making none",
+    )
+
+
+def finish_part(
+    stage: str,
+    args: argparse.Namespace,
+    cfg: dict[str, BaseModel],
+    counts: dict,
+    summary: ShardSummary,
+    num_jobs: int,
+    started: float,
+) -> None:
+    """metrics.json + MLflow run of scatter job `args.job` of a sharded stage (logged as `<stage>_part`)."""
+    metrics = {"job": args.job, "num_jobs": num_jobs} | dict(counts) | summary.as_dict()
+    finish(f"{stage}_part", args, cfg, metrics, [], started)
 
 
 def sections(raw: str, **models: type[BaseModel]) -> dict[str, BaseModel]:

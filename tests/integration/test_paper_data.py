@@ -149,6 +149,7 @@ def overlay(paper: dict, uf: Path, model: Path, copies: dict[str, str]) -> dict:
             "max_new_tokens": 24,
             "resample_rounds": 1,
             "shard_size": ON_SHARD,
+            "num_jobs": 1,  # one job per stage, as the kill-and-rerun test below expects
             "engine": CPU_ENGINE | {"max_model_len": 2048},
         },
         "targets": {
@@ -156,6 +157,7 @@ def overlay(paper: dict, uf: Path, model: Path, copies: dict[str, str]) -> dict:
             "max_new_tokens": 24,
             "temperature": 1.0,  # greedy decoding of a random model repeats one whitespace token
             "shard_size": TARGET_SHARD,
+            "num_jobs": 1,
             "engine": CPU_ENGINE | {"max_model_len": 4096},
         },
         "dataset": {"max_length": MAX_LENGTH},

@@ -122,3 +122,94 @@ def test_request_seed_depends_on_seed_key_and_round_only():
         == 4
     )
     assert 0 <= a < 2**32
+
+
+# ------------------------------------------------------------------ scatter (num_jobs jobs) and gather
+@pytest.mark.parametrize(
+    ("n_shards", "num_jobs"),
+    [(1, 1), (5, 1), (5, 2), (5, 5), (3, 8), (32, 4), (65, 8), (0, 3)],
+    ids=lambda v: str(v),
+)
+def test_scatter_partition_covers_every_shard_exactly_once(n_shards, num_jobs, tmp_path):
+    items = [{"id": f"q{i}", "text": str(i)} for i in range(n_shards * 2)]
+    made: dict[int, list[list[str]]] = {}
+    for job in range(num_jobs):
+        made[job] = []
+        shards.run_sharded(items, 2, tmp_path, "ctx", make_process(made[job]), job, num_jobs)
+    index = [int(c[0][1:]) // 2 for calls in made.values() for c in calls]  # shard of each process call
+    assert sorted(index) == list(range(n_shards))  # each shard made once, by one job
+    for job, calls in made.items():
+        assert all(shards.job_of(int(c[0][1:]) // 2, num_jobs) == job for c in calls)
+        assert len(calls) in (n_shards // num_jobs, -(-n_shards // num_jobs))  # balanced: within one
+
+
+def test_job_outside_the_scatter_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"job must lie in 0..2"):
+        shards.run_sharded(ITEMS, 5, tmp_path, "ctx", make_process([]), job=3, num_jobs=3)
+    with pytest.raises(ValueError, match="num_jobs must be >= 1"):
+        shards.job_of(0, 0)
+
+
+def part_metrics(folder, job, num_jobs, summary) -> object:
+    """What a scatter job's metrics.json holds (aft.stage.finish_part), for the gather."""
+    path = folder / f"part{job}.json"
+    path.write_text(json.dumps({"metrics": {"job": job, "num_jobs": num_jobs} | summary.as_dict()}))
+    return path
+
+
+@pytest.mark.parametrize("num_jobs", [2, 3, 5, 7])
+def test_gathering_the_jobs_shards_equals_one_job(tmp_path, num_jobs):
+    one, one_counts, one_summary = shards.run_stage(
+        ITEMS, 5, tmp_path / "one/out.jsonl", "ctx", make_process([]), num_jobs=1
+    )
+    out = tmp_path / "many/out.jsonl"
+    parts = []
+    for job in reversed(range(num_jobs)):  # the order the jobs run in does not matter
+        _, _, summary = shards.run_stage(ITEMS, 5, out, "ctx", make_process([]), num_jobs, job=job)
+        parts.append(part_metrics(tmp_path, job, num_jobs, summary))
+    calls = []
+    records, counts, summary = shards.run_stage(
+        ITEMS, 5, out, "ctx", make_process(calls), num_jobs, parts=parts
+    )
+    assert calls == []  # the gather makes nothing
+    assert json.dumps(records) == json.dumps(one) and counts == one_counts
+    assert summary == one_summary == shards.ShardSummary(shards_total=5, shards_run=5)
+    # the shard files themselves do not depend on num_jobs
+    for i in range(5):
+        name = f"shard-{i:05d}.json"
+        assert (shards.work_dir(out) / name).read_text() == (
+            tmp_path / "one/out.jsonl.shards" / name
+        ).read_text()
+
+
+def test_gather_names_the_missing_shards_and_their_jobs(tmp_path):
+    out = tmp_path / "out.jsonl"
+    parts = []
+    for job in range(3):
+        _, _, summary = shards.run_stage(ITEMS, 5, out, "ctx", make_process([]), 3, job=job)
+        parts.append(part_metrics(tmp_path, job, 3, summary))
+    shards.shard_file(shards.work_dir(out), 4).unlink()
+    with pytest.raises(
+        shards.MissingShards, match=r"absent or stale .*\[4\]; made by scatter job\(s\) \[1\] of 3"
+    ):
+        shards.run_stage(ITEMS, 5, out, "ctx", make_process([]), 3, parts=parts)
+    with pytest.raises(shards.MissingShards, match="scatter jobs 0..2 of 3"):
+        shards.read_parts(parts[:2], 3)
+
+
+def test_killed_scatter_job_reruns_only_its_missing_shards(tmp_path):
+    items = [{"id": f"q{i}", "text": str(i)} for i in range(40)]  # 8 shards of 5; job 1 of 3: 1, 4, 7
+    folder = tmp_path / "s"
+    first = []
+    with pytest.raises(Killed):
+        shards.run_sharded(items, 5, folder, "ctx", make_process(first, kill_after=2), job=1, num_jobs=3)
+    assert [c[0] for c in first] == ["q5", "q20"]  # shards 1 and 4 written, 7 lost in flight
+    other = []
+    shards.run_sharded(items, 5, folder, "ctx", make_process(other), job=0, num_jobs=3)
+    assert [c[0] for c in other] == ["q0", "q15", "q30"]  # another job's shards are not its business
+
+    again = []
+    records, _, summary = shards.run_sharded(items, 5, folder, "ctx", make_process(again), job=1, num_jobs=3)
+    assert again == [[f"q{i}" for i in range(35, 40)]]  # only shard 7
+    assert summary.as_dict() == {"shards_total": 3, "shards_reused": 2, "shards_run": 1, "shards_stale": 0}
+    assert [r["id"] for r in records] == [f"q{i}" for s in (1, 4, 7) for i in range(5 * s, 5 * s + 5)]

@@ -16,7 +16,9 @@ def test_paper_dag_is_the_full_grid(tmp_path):
         "prepare_data": 1,
         "prepare_bench": 2,
         "build_proposals_off": 1,
-        "build_proposals_on": 2,
+        "build_proposals_on_part": 2 * 4,  # on_policy.num_jobs scatter jobs per base
+        "build_proposals_on": 2,  # their gathers
+        "build_targets_part": 3 * 8,  # targets.num_jobs scatter jobs per proposal set
         "build_targets": 3,
         "build_dataset": 6,
         "train_model": 6,
@@ -108,7 +110,10 @@ def test_paper_jobs_ask_for_the_configured_resources(tmp_path):
     assert train["gpu"] == "8" and train["tasks_per_gpu"] == "0"  # one torchrun per job
     assert (train["cpus_per_task"], train["mem_mb"], train["runtime"]) == ("64", "480000", "1440")
     assert "nodes" not in train and "mpi" not in train
-    assert job_resources(out, "build_targets")["gpu"] == "4"  # the 70B teacher's tensor parallelism
+    assert job_resources(out, "build_targets_part")["gpu"] == "4"  # the 70B teacher's tensor parallelism
+    assert job_resources(out, "build_proposals_on_part")["gpu"] == "1"
+    for gather in ("build_targets", "build_proposals_on"):  # assembling the parts' shards needs no GPU
+        assert "gpu" not in job_resources(out, gather), gather
     assert job_resources(out, "generate_answers")["gpu"] == "1"
     for cpu_only in ("prepare_data", "build_dataset", "judge_answers", "make_report"):
         assert "gpu" not in job_resources(out, cpu_only), cpu_only
@@ -129,7 +134,7 @@ def test_two_node_training_runs_one_torchrun_per_node_under_srun(tmp_path):
         "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1"
         " python -m aft.launch --nproc-per-node=8 -m aft.stages.train_model"
     ) in out
-    assert job_resources(out, "build_targets")["gpu_model"] == "h100"  # every GPU job, typed
+    assert job_resources(out, "build_targets_part")["gpu_model"] == "h100"  # every GPU job, typed
     assert "gpu_model" not in job_resources(out, "build_dataset")  # CPU jobs ask for no GPU
 
 
@@ -139,3 +144,38 @@ def test_miniature_asks_for_no_gpu(tmp_path):
         if rule != "all":
             res = job_resources(out, rule)
             assert "gpu" not in res and "gres" not in res, rule
+
+
+def job_blocks(out: str, rule: str) -> list[str]:
+    """The dry-run blocks (rule line to shell command) of every `rule` job."""
+    return [b.split("\n\n", 1)[0] for b in out.split(f"rule {rule}:\n")[1:]]
+
+
+def test_paper_targets_scatter_over_num_jobs_and_gather_in_one_job(tmp_path):
+    wf = copy_workflow(tmp_path)
+    target = "results/build_targets/off/targets.jsonl"
+    out = dry_run_text(wf, target, "--configfile", "config/paper.yaml")
+    parts = [f"results/build_targets_part/off/{j}/metrics.json" for j in range(8)]
+    scatter = job_blocks(out, "build_targets_part")
+    assert sorted(int(b.split("--job ")[1].split()[0]) for b in scatter) == list(range(8))
+    for block in scatter:  # each makes its shards in the gathered output's shard folder
+        job = block.split("--job ")[1].split()[0]
+        assert f"output: results/build_targets_part/off/{job}/metrics.json" in block
+        assert "--out results/build_targets/off/targets.jsonl --job" in block
+    (gather,) = job_blocks(out, "build_targets")
+    inputs = gather.split("input: ", 1)[1].splitlines()[0].split(", ")
+    assert set(parts) <= set(inputs)  # the gather waits for every scatter job
+    assert "--parts " + " ".join(parts) in gather
+    assert "output: results/build_targets/off/targets.jsonl, results/build_targets/off/metrics.json" in gather
+
+    # num_jobs: 1 is one job making every shard, as before the scatter existed
+    (wf / "one_job.yaml").write_text("targets:\n  num_jobs: 1\non_policy:\n  num_jobs: 1\n")
+    one = dry_run_text(wf, target, "--configfile", "config/paper.yaml", "one_job.yaml")
+    assert "build_targets_part" not in one and "--parts" not in one
+    assert job_resources(one, "build_targets")["gpu"] == "4"
+    full = dry_run(wf, "--configfile", "config/paper.yaml")
+    single = dry_run(wf, "--configfile", "config/paper.yaml", "one_job.yaml")
+    assert single == {rule: n for rule, n in full.items() if not rule.endswith("_part")}
+    # a teacher that needs no model makes no shards: num_jobs is not used
+    (wf / "oracle.yaml").write_text("targets:\n  teacher: best_rated\n")
+    assert "build_targets_part" not in dry_run(wf, "--configfile", "config/paper.yaml", "oracle.yaml")

@@ -28,6 +28,7 @@ wildcard_constraints:
     mode="direct|agg",
     bench="exact_match|alpaca_eval2|mt_bench",
     pset="off|" + "|".join(f"on_{b}" for b in BASES),
+    job=r"\d+",
 
 
 def section(**parts):
@@ -53,6 +54,23 @@ def gpus(engine):
 
 
 TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.api_base_url is None
+
+
+# scatter jobs of the sharded stages (aft.shards); 1: the stage's own job makes every shard
+ON_POLICY_JOBS = CFG.on_policy.num_jobs
+TARGET_JOBS = CFG.targets.num_jobs if CFG.targets.teacher == "model" else 1
+
+
+def part_files(rule, wildcard, num_jobs):
+    """The metrics of a sharded stage's scatter jobs (rule `<rule>_part`); none when num_jobs is 1."""
+    if num_jobs == 1:
+        return []
+    return [f"results/{rule}_part/{wildcard}/{job}/metrics.json" for job in range(num_jobs)]
+
+
+def parts_option(wildcards, input):
+    """The gather's `--parts FILE...`, or nothing where the stage's own job makes every shard."""
+    return "--parts " + " ".join(input.parts) if input.parts else ""
 
 
 def threads_of(rule):

@@ -2,11 +2,13 @@
 
 Queries are generated shard by shard (on_policy.shard_size); each finished shard is written atomically
 to `<out>.shards/`, so a rerun after a killed job skips the finished shards. The shard folder is
-removed once the output is assembled.
+removed once the output is assembled. With on_policy.num_jobs > 1 the shards are spread over scatter
+jobs (`--job J`: shards i with i % num_jobs == J, no --out written) and one gather (`--parts`: their
+metrics; assembles the shards, makes none, needs no engine).
 
-Usage (what the rule runs; runnable by hand too):
+Usage (what the rules run; runnable by hand too):
     python -m aft.stages.build_proposals_on --config CFG --queries JSONL --base-model DIR_OR_ID \
-        --out JSONL --metrics FILE
+        --out JSONL --metrics FILE [--job J | --parts METRICS...]
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from aft.engine import Sampling, VLLMEngine
 from aft.io import read_jsonl, write_jsonl
 from aft.prompts import load_template
 from aft.proposals import collect_samples, icl_prompt, on_policy_records
-from aft.stage import finish, parser, sections, setup_logging
+from aft.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
 from aft.world import is_correct
 
 # content-deciding settings only: a lower gpu_memory_utilization after an OOM keeps the finished shards
@@ -40,7 +42,8 @@ def shard_context(
     on: OnPolicyConfig, pc: ProposalsConfig, base: BaseModelConfig, model: str, icl: str
 ) -> str:
     """Everything besides its queries that decides a shard's content (see aft.shards)."""
-    sampling = on.model_dump(mode="json", exclude={"engine", "shard_size", "icl_prompt_file"})
+    # shard_size and num_jobs decide where a shard is made, not what it holds
+    sampling = on.model_dump(mode="json", exclude={"engine", "shard_size", "num_jobs", "icl_prompt_file"})
     engine = {k: getattr(on.engine, k) for k in ENGINE_CONTENT_KEYS}
     return json.dumps(
         {
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--base-model", required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the proposals (with --job: names <out>.shards/)")
+    add_scatter_arguments(p)
     args = p.parse_args(argv)
     cfg = sections(args.config, proposals=ProposalsConfig, on_policy=OnPolicyConfig, base=BaseModelConfig)
     pc, on, base = cfg["proposals"], cfg["on_policy"], cfg["base"]
@@ -95,16 +99,20 @@ def main(argv: list[str] | None = None) -> None:
         counts.update(engine.stats.cost_since(before))
         return records, counts
 
-    work = shards.work_dir(args.out)
     context = shard_context(on, pc, base, args.base_model, template)
-    records, counts, summary = shards.run_sharded(queries, on.shard_size, work, context, process)
+    records, counts, summary = shards.run_stage(
+        queries, on.shard_size, args.out, context, process, on.num_jobs, args.job, args.parts
+    )
+    if args.job is not None:
+        finish_part("build_proposals_on", args, cfg, counts, summary, on.num_jobs, started)
+        return
     write_jsonl(args.out, records)
     metrics = {"queries": len(queries)} | dict(counts) | summary.as_dict()
     acc = proposal_accuracy(records, queries)
     if acc is not None:
         metrics["proposal_accuracy"] = acc
     finish("build_proposals_on", args, cfg, metrics, [args.out], started)
-    shards.remove(work)
+    shards.remove(shards.work_dir(args.out))
 
 
 if __name__ == "__main__":

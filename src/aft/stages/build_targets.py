@@ -2,11 +2,13 @@
 
 teacher=model generates shard by shard (targets.shard_size), each finished shard written atomically
 to `<out>.shards/`, so a rerun after a killed job skips the finished shards; oracle and best_rated
-need no model. Cost accounting (requests, tokens in/out) goes to metrics.json and MLflow.
+need no model. Cost accounting (requests, tokens in/out) goes to metrics.json and MLflow. With
+targets.num_jobs > 1 the shards are spread over scatter jobs (`--job J`: shards i with i % num_jobs == J,
+no --out written) and one gather (`--parts`: their metrics; assembles the shards, makes none).
 
-Usage (what the rule runs; runnable by hand too):
+Usage (what the rules run; runnable by hand too):
     python -m aft.stages.build_targets --config CFG --proposals JSONL --queries JSONL --out JSONL \
-        --metrics FILE
+        --metrics FILE [--job J | --parts METRICS...]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from aft import shards
@@ -21,7 +24,7 @@ from aft.config import TargetsConfig
 from aft.engine import Engine, OpenAIEngine, Sampling, VLLMEngine
 from aft.io import read_jsonl, write_jsonl
 from aft.prompts import load_template
-from aft.stage import finish, parser, sections, setup_logging
+from aft.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
 from aft.targets import best_rated_targets, oracle_targets, teacher_targets
 
 NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out": 0}
@@ -55,7 +58,10 @@ def shard_context(tc: TargetsConfig, template: str) -> str:
     )
 
 
-def model_targets(tc: TargetsConfig, records: list[dict], out: Path) -> tuple[list[dict], dict]:
+def model_targets(
+    tc: TargetsConfig, records: list[dict], out: Path, job: int | None = None, parts: list[Path] | None = None
+) -> tuple[list[dict], Counter, shards.ShardSummary]:
+    """The teacher's targets in shards: all of them, scatter job `job`'s, or the gather of `parts`."""
     template = load_template(tc.template_file)
     sampling = Sampling(1, tc.temperature, 1.0, tc.max_new_tokens)
     in_process = tc.api_base_url is None
@@ -71,11 +77,8 @@ def model_targets(tc: TargetsConfig, records: list[dict], out: Path) -> tuple[li
         counts.update(engine.stats.cost_since(before))
         return targets, counts
 
-    work = shards.work_dir(out)
-    targets, counts, summary = shards.run_sharded(
-        records, tc.shard_size, work, shard_context(tc, template), process
-    )
-    return targets, dict(counts) | summary.as_dict()
+    context = shard_context(tc, template)
+    return shards.run_stage(records, tc.shard_size, out, context, process, tc.num_jobs, job, parts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,10 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--proposals", type=Path, required=True)
     p.add_argument("--queries", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="the targets (with --job: names <out>.shards/)")
+    add_scatter_arguments(p)
     args = p.parse_args(argv)
     cfg = sections(args.config, targets=TargetsConfig)
     tc = cfg["targets"]
+    if tc.teacher != "model" and (args.job is not None or args.parts):
+        raise SystemExit(f"--job/--parts: teacher={tc.teacher} makes no shards")
     records = read_jsonl(args.proposals)
     metrics: dict = {"records_in": len(records)}
     if tc.teacher == "oracle":
@@ -98,8 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         targets = best_rated_targets(records)
         metrics |= NO_TOKENS | {"dropped_unrated": len(records) - len(targets)}
     else:
-        targets, shard_metrics = model_targets(tc, records, args.out)
-        metrics |= shard_metrics
+        targets, counts, summary = model_targets(tc, records, args.out, args.job, args.parts)
+        if args.job is not None:
+            finish_part("build_targets", args, cfg, counts, summary, tc.num_jobs, started)
+            return
+        metrics |= dict(counts) | summary.as_dict()
     metrics["targets_out"] = write_jsonl(args.out, targets)
     metrics["dropped"] = len(records) - metrics["targets_out"]
     finish("build_targets", args, cfg, metrics, [args.out], started)

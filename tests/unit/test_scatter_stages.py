@@ -1,0 +1,169 @@
+"""The sharded stages spread over num_jobs scatter jobs (`--job J`) and a gather (`--parts`): the
+output is byte for byte that of one job, and the metrics the same, with fake engines (no vLLM)."""
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from aft import shards
+from aft.config import load_config
+from aft.engine import EngineStats
+from aft.stages import build_proposals_on, build_targets
+from tests.conftest import ROOT, load_yaml
+
+MINI = load_config(load_yaml("config/config.yaml"))
+N_ITEMS, SHARD = 11, 2  # 6 shards, the last one short
+
+
+@dataclass
+class FakeEngine:
+    """A stand-in for both engines: answers depend on the prompt and its seed only, as vLLM's do."""
+
+    stats: EngineStats = field(default_factory=EngineStats)
+
+    def _answer(self, text: str, seed, k: int = 0) -> str:
+        self.stats.requests += 1
+        self.stats.prompt_tokens += len(text.split())
+        self.stats.generated_tokens += 3
+        if "q7" in text[-12:]:
+            return ""  # an empty answer: q7 is dropped, and counted
+        return f"answer {sum(map(ord, text[-12:])) * 31 + (seed or 0) % 997} variant {k}"
+
+    def prompt_lengths(self, prompts):
+        return [len(p.split()) for p in prompts]
+
+    def complete(self, prompts, sampling, seeds=None):
+        seeds = seeds or [None] * len(prompts)
+        return [[self._answer(p, s, k) for k in range(sampling.n)] for p, s in zip(prompts, seeds)]
+
+    def chat(self, conversations, sampling, seeds=None):
+        seeds = seeds or [None] * len(conversations)
+        return [[self._answer(c[-1]["content"], s)] for c, s in zip(conversations, seeds)]
+
+
+@pytest.fixture(autouse=True)
+def fake_engines(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(build_proposals_on, "VLLMEngine", lambda *a, **k: FakeEngine())
+    monkeypatch.setattr(build_targets, "teacher_engine", lambda tc: FakeEngine())
+
+
+def queries() -> list[dict]:
+    return [{"id": f"q{i}", "messages": [{"role": "user", "content": f"query q{i}"}]} for i in range(N_ITEMS)]
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def proposals_run(tmp, num_jobs: int) -> list[str]:
+    """The argv of a build_proposals_on run (without --metrics and --job/--parts) and its out file."""
+    on = MINI.on_policy.model_copy(
+        update={
+            "icl_prompt_file": str(ROOT / MINI.on_policy.icl_prompt_file),
+            "shard_size": SHARD,
+            "num_jobs": num_jobs,
+            "seed_per_query": True,
+        }
+    )
+    cfg = {
+        "proposals": MINI.proposals.model_dump(mode="json"),
+        "on_policy": on.model_dump(mode="json"),
+        "base": MINI.bases["mini"].model_dump(mode="json"),
+    }
+    qs = write_jsonl(tmp / "queries.jsonl", queries())
+    return [
+        "--config",
+        json.dumps(cfg),
+        "--queries",
+        qs,
+        "--base-model",
+        "m",
+        "--out",
+        str(tmp / "out.jsonl"),
+    ]
+
+
+def targets_run(tmp, num_jobs: int) -> list[str]:
+    tc = MINI.targets.model_copy(
+        update={
+            "teacher": "model",
+            "model": "teacher",
+            "api_base_url": "http://localhost:1/v1",
+            "template_file": str(ROOT / MINI.targets.template_file),
+            "shard_size": SHARD,
+            "num_jobs": num_jobs,
+        }
+    )
+    records = [q | {"proposals": [f"p{i}a", f"p{i}b"]} for i, q in enumerate(queries())]
+    return [
+        "--config",
+        json.dumps({"targets": tc.model_dump(mode="json")}),
+        "--proposals",
+        write_jsonl(tmp / "proposals.jsonl", records),
+        "--queries",
+        write_jsonl(tmp / "queries.jsonl", queries()),
+        "--out",
+        str(tmp / "out.jsonl"),
+    ]
+
+
+STAGES = {
+    "build_proposals_on": (build_proposals_on, proposals_run),
+    "build_targets": (build_targets, targets_run),
+}
+
+
+def metrics_of(path) -> dict:
+    m = json.loads(path.read_text())["metrics"]
+    m.pop("wall_time_s")
+    return m
+
+
+@pytest.mark.parametrize("num_jobs", [2, 4, 8])
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_scatter_then_gather_writes_what_one_job_writes(tmp_path, stage, num_jobs):
+    module, argv_of = STAGES[stage]
+    (tmp_path / "one").mkdir()
+    module.main([*argv_of(tmp_path / "one", 1), "--metrics", str(tmp_path / "one/metrics.json")])
+    one = (tmp_path / "one/out.jsonl").read_bytes()
+
+    many = tmp_path / "many"
+    many.mkdir()
+    argv = argv_of(many, num_jobs)
+    parts = [str(many / f"part{j}.json") for j in range(num_jobs)]
+    for job in range(num_jobs):
+        module.main([*argv, "--job", str(job), "--metrics", parts[job]])
+    assert not (many / "out.jsonl").exists()  # a scatter job writes only shards and its metrics
+    assert len(list(shards.work_dir(many / "out.jsonl").glob("shard-*.json"))) == 6
+    part = metrics_of(many / "part1.json")
+    assert (part["job"], part["num_jobs"], part["shards_total"]) == (1, num_jobs, len(range(1, 6, num_jobs)))
+
+    module.main([*argv, "--parts", *parts, "--metrics", str(many / "metrics.json")])
+    assert (many / "out.jsonl").read_bytes() == one and len(one.splitlines()) == N_ITEMS - 1  # q7 dropped
+    assert metrics_of(many / "metrics.json") == metrics_of(tmp_path / "one/metrics.json")
+    assert metrics_of(many / "metrics.json")["tokens_out"] > 0
+    assert not shards.work_dir(many / "out.jsonl").exists()  # removed once the output is written
+
+
+def test_gather_without_a_jobs_shards_fails_and_writes_nothing(tmp_path):
+    argv = targets_run(tmp_path, 3)
+    parts = [str(tmp_path / f"part{j}.json") for j in range(3)]
+    for job in range(3):
+        build_targets.main([*argv, "--job", str(job), "--metrics", parts[job]])
+    shards.shard_file(shards.work_dir(tmp_path / "out.jsonl"), 5).unlink()  # job 2's
+    msg = r"\[5\]; made by scatter job\(s\) \[2\] of 3: run those jobs again \(delete \S+/part2.json "
+    with pytest.raises(shards.MissingShards, match=msg):
+        build_targets.main([*argv, "--parts", *parts, "--metrics", str(tmp_path / "metrics.json")])
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_a_teacher_without_shards_refuses_job_and_parts(tmp_path):
+    argv = targets_run(tmp_path, 2)
+    cfg = json.loads(argv[1])
+    cfg["targets"]["teacher"] = "best_rated"
+    argv[1] = json.dumps(cfg)
+    with pytest.raises(SystemExit, match="teacher=best_rated makes no shards"):
+        build_targets.main([*argv, "--job", "0", "--metrics", str(tmp_path / "m.json")])
