@@ -28,7 +28,9 @@ SCRIPT = ROOT / "slurm" / "local_cluster.sh"
 CLUSTER = {"SLURM_NODES": "2", "SLURM_FAKE_GPUS": "2", "SLURM_ACCOUNTING": "dbd"}
 SITE = {"AFT_SLURM_ACCOUNT": "root", "AFT_SLURM_PARTITION": "debug"}
 QUICK = ["--configfile", "config/config.yaml", "config/experiments/miniature_quick.yaml"]
-JOBS = MINIATURE_JOBS  # judge_answers is a cluster job here (exact match, no API)
+# the quick overlay spreads on-policy sampling over 2 scatter jobs; judge_answers is a cluster job here
+# (exact match, no API)
+JOBS = MINIATURE_JOBS | {"build_proposals_on_part": 2}
 TWO_NODES = """\
 train:
   num_gpus: 2                # one fake GPU on each of the two emulated nodes
