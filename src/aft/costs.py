@@ -199,7 +199,9 @@ def estimate(
     on_out = n_queries * on.num_samples * sample
     gpus = on.engine.tensor_parallel_size
     hours = engine_hours(on_prefill, on_out, base_tp) * gpus
-    out.append(StageCost("build_proposals_on", n_bases, n_bases * n_queries, n_bases * round(on_in),
+    # GPU jobs: num_jobs scatter jobs per output (their gather runs on CPU and makes nothing)
+    on_jobs = n_bases * on.num_jobs
+    out.append(StageCost("build_proposals_on", on_jobs, n_bases * n_queries, n_bases * round(on_in),
                          n_bases * round(on_out), gpus, n_bases * hours))  # fmt: skip
 
     if tc.teacher == "model":
@@ -210,7 +212,8 @@ def estimate(
         api = tc.api_base_url is not None
         t_gpus = 0 if api else tc.engine.tensor_parallel_size
         t_hours = None if api else engine_hours(t_in, t_out, teacher_tp) * t_gpus
-        out.append(StageCost("build_targets", 1 + n_bases, (1 + n_bases) * n_queries, round(t_in),
+        t_jobs = (1 + n_bases) * tc.num_jobs
+        out.append(StageCost("build_targets", t_jobs, (1 + n_bases) * n_queries, round(t_in),
                              round(t_out), t_gpus, t_hours))  # fmt: skip
     else:
         out.append(StageCost("build_targets", 1 + n_bases, 0, 0, 0, 0, 0.0))

@@ -44,13 +44,13 @@ def test_upper_bound_runs_every_generation_to_max_new_tokens():
     cfg = paper()
     rows = by_stage(estimate(cfg, 1000, Lengths(10, 20, 5), 100, 30, ONE, ONE, upper_bound=True))
     on = rows["build_proposals_on"]
-    assert on.jobs == 2 and on.requests == 2 * 1000
+    assert on.jobs == 2 * 4 and on.requests == 2 * 1000  # bases x on_policy.num_jobs scatter jobs
     assert on.tokens_out == 2 * 1000 * 4 * 2048  # bases x queries x K x max_new_tokens
     assert on.tokens_in == 2 * 1000 * (100 + 10)  # ICL prompt + query
     # engine time: the ICL preamble is prefilled once (prefix cache), the queries each time
     assert on.gpu_hours == pytest.approx(2 * ((1000 * 10 + 100) / 1000 + 1000 * 4 * 2048 / 100) / 3600)
     t = rows["build_targets"]
-    assert t.jobs == 3 and t.requests == 3 * 1000 and t.gpus == 4
+    assert t.jobs == 3 * 8 and t.requests == 3 * 1000 and t.gpus == 4  # proposal sets x targets.num_jobs
     assert t.tokens_out == 3 * 1000 * 4096
     assert t.tokens_in == 1000 * ((30 + 4 * 20 + 10) + 2 * (30 + 4 * 2048 + 10))
 
