@@ -7,6 +7,9 @@ here: they are site settings of the profile (slurm/config.yaml).
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 from aft.config import ResourcesConfig
 
 
@@ -29,3 +32,52 @@ def job_resources(res: ResourcesConfig, rule: str, gpus: int = 0, nodes: int = 1
         if res.gpu_model:
             out["gpu_model"] = res.gpu_model
     return out
+
+
+SITE_KEYS = {  # profile key -> where a user finds the value
+    "slurm_account": "sacctmgr -n show assoc user=$USER format=account",
+    "slurm_partition": "sinfo -s",
+}
+_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+def site_problems(raw: dict[str, str], environ: dict[str, str], accounts: list[str] | None) -> list[str]:
+    """What is wrong with the profile's account and partition before anything is submitted.
+
+    `raw` holds the profile's default-resources expressions (e.g. "'$AFT_SLURM_ACCOUNT'"), `accounts`
+    the user's SLURM accounts (None: unknown, not checked). The executor plugin (2.6.1) waits forever
+    when its own account check fails, so the workflow checks first."""
+    problems = []
+    for key, hint in SITE_KEYS.items():
+        if key not in raw:
+            continue
+        unset = [v for v in _VAR.findall(raw[key]) if not environ.get(v)]
+        if unset:
+            problems.append(
+                f"{key} = {raw[key]}: {', '.join(unset)} not set; expected e.g."
+                f" `export {unset[0]}=<{key.removeprefix('slurm_')}>` (see `{hint}`)"
+            )
+    if accounts is not None and "slurm_account" in raw and not problems:
+        resolved = _VAR.sub(lambda m: environ.get(m.group(1), m.group(0)), raw["slurm_account"])
+        account = resolved.strip("'\"")
+        if account and account not in accounts:
+            problems.append(
+                f"slurm_account = {account!r}: not an account of this user; expected one of {accounts}"
+            )
+    return problems
+
+
+def slurm_accounts(user: str) -> list[str] | None:
+    """The user's SLURM accounts from sacctmgr, or None where there is no accounting to ask."""
+    try:
+        out = subprocess.run(
+            ["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}", "format=account"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return sorted({line.strip() for line in out.stdout.splitlines() if line.strip()})

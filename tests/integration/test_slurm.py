@@ -61,8 +61,8 @@ def cluster():
         subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
-def snakemake(wf: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
-    env = os.environ | SITE | {"MLFLOW_TRACKING_URI": f"sqlite:///{wf}/mlflow.db"}
+def snakemake(wf: Path, *args: str, timeout: int, **environ: str) -> subprocess.CompletedProcess:
+    env = os.environ | SITE | {"MLFLOW_TRACKING_URI": f"sqlite:///{wf}/mlflow.db"} | environ
     return subprocess.run(
         ["snakemake", "--profile", "slurm", *args],
         cwd=wf,
@@ -117,6 +117,16 @@ def records(name: str, want: int) -> list[dict[str, str]]:
             return rows
         time.sleep(1)
     return rows
+
+
+def test_a_wrong_account_stops_before_any_submission(cluster, tmp_path):
+    """The executor plugin would wait forever on its own failed account check: the workflow checks first."""
+    wf = copy_workflow(tmp_path)
+    proc = snakemake(wf, *QUICK, timeout=120, AFT_SLURM_ACCOUNT="no-such-account")
+    assert proc.returncode != 0
+    assert "slurm_account = 'no-such-account': not an account of this user; expected one of" in proc.stderr
+    assert sacct("-X", "--name", run_id(proc.stdout + proc.stderr)) == []  # nothing submitted
+    assert not (wf / "results").exists()
 
 
 @pytest.fixture(scope="module")

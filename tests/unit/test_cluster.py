@@ -111,3 +111,25 @@ def test_a_vllm_job_needs_as_many_gpus_as_its_tensor_parallelism(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     with pytest.raises(RuntimeError, match=r"tensor_parallel_size=4 but this job sees 2 GPU\(s\).*'0,1'"):
         check_gpus(4, 2)
+
+
+RAW = {"slurm_account": "'$AFT_SLURM_ACCOUNT'", "slurm_partition": "'$AFT_SLURM_PARTITION'"}
+
+
+def test_site_settings_resolve_before_anything_is_submitted():
+    from aft.cluster import site_problems
+
+    ok = {"AFT_SLURM_ACCOUNT": "proj1", "AFT_SLURM_PARTITION": "gpu"}
+    assert site_problems(RAW, ok, ["proj1", "proj2"]) == []
+    assert site_problems(RAW, ok, None) == []  # no accounting to ask: not checked
+    unset = site_problems(RAW, {"AFT_SLURM_PARTITION": "gpu"}, ["proj1"])
+    assert unset == [
+        "slurm_account = '$AFT_SLURM_ACCOUNT': AFT_SLURM_ACCOUNT not set; expected e.g."
+        " `export AFT_SLURM_ACCOUNT=<account>` (see `sacctmgr -n show assoc user=$USER format=account`)"
+    ]
+    wrong = site_problems(RAW, ok | {"AFT_SLURM_ACCOUNT": "proj9"}, ["proj1", "proj2"])
+    assert wrong == [
+        "slurm_account = 'proj9': not an account of this user; expected one of ['proj1', 'proj2']"
+    ]
+    # a site profile that writes the values itself needs no variable
+    assert site_problems({"slurm_account": "'proj1'"}, {}, ["proj1"]) == []

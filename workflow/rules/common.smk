@@ -1,11 +1,12 @@
 # Config validation (before any job runs) and the helpers every rule uses.
 import json
+import os
 import re
 import shlex
 
 from snakemake.utils import validate
 
-from aft.cluster import job_resources
+from aft.cluster import job_resources, site_problems, slurm_accounts
 from aft.config import config_hash, load_config
 from aft.launch import train_launcher
 
@@ -81,6 +82,19 @@ def threads_of(rule):
 def resources_of(rule, gpus=0, nodes=1):
     """What a job of `rule` asks the cluster for: config resources.rules + its GPUs (slurm/ profile)."""
     return job_resources(CFG.resources, rule, gpus, nodes)
+
+
+def check_cluster_site():
+    """Under the slurm executor: the profile's account and partition resolve, before any submission."""
+    import getpass
+
+    if workflow.executor_plugin is None or workflow.executor_plugin.name != "slurm":
+        return
+    defaults = workflow.resource_settings.default_resources
+    raw = {k: str(defaults[k].raw) for k in ("slurm_account", "slurm_partition") if k in defaults}
+    problems = site_problems(raw, dict(os.environ), slurm_accounts(getpass.getuser()))
+    if problems:
+        raise WorkflowError("slurm profile (slurm/config.yaml):\n  " + "\n  ".join(problems))
 
 
 def base_model_input(wildcards):

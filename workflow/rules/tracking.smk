@@ -10,6 +10,7 @@ os.environ[COPY_MODELS_ENV] = "1" if CFG.tracking.copy_models else "0"
 
 
 onstart:
+    check_cluster_site()  # first: a misconfigured cluster profile submits nothing and opens no run
     os.environ[PARENT_ENV] = start_workflow_run(
         os.environ["MLFLOW_TRACKING_URI"],
         os.environ["MLFLOW_EXPERIMENT_NAME"],
