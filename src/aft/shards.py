@@ -224,9 +224,8 @@ def run_stage(
             redo = " ".join(str(p) for p in sorted(parts) if job_of_part(p) in err.jobs)
             raise MissingShards(f"{err} (delete {redo} and rerun)", err.jobs) from None
         return records, counts, summary
-    if job is None:
-        return run_sharded(items, shard_size, folder, context, process)
-    return run_sharded(items, shard_size, folder, context, process, job, num_jobs)
+    scatter = (0, 1) if job is None else (job, num_jobs)  # no job: this one makes every shard
+    return run_sharded(items, shard_size, folder, context, process, *scatter)
 
 
 def job_of_part(path: Path) -> int:
