@@ -350,6 +350,12 @@ class TrainConfig(Section):
     bf16: bool
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config file (None = plain DDP/CPU)")
     gradient_checkpointing: bool
+    sampling_strategy: Literal["random", "group_by_length", "batch_rebalance"] = Field(
+        description="the Trainer's train_sampling_strategy: random batches; batches of similar length"
+        " (less padding, but batches are no longer random draws); or batch_rebalance: random global"
+        " batches split by length into the accumulation micro-batches (same gradient as random, less"
+        " padding; needs gradient accumulation > 1 to help; its shuffle seed is fixed by transformers)"
+    )
     seed: int
 
     @property

@@ -112,6 +112,7 @@ def sft_config_kwargs(
         deepspeed=cfg.deepspeed,
         gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's default is True: always explicit
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        train_sampling_strategy=cfg.sampling_strategy,
         seed=cfg.seed,
         data_seed=cfg.seed,
         save_strategy="steps",

@@ -39,6 +39,7 @@ TRAIN = {  # 64 rows / global batch 8 = 8 steps an epoch; 2.5 epochs = 20 optimi
     "bf16": False,
     "deepspeed": None,
     "gradient_checkpointing": False,
+    "sampling_strategy": "random",
     "seed": 0,
 }
 STEPS = 20  # the kill at step 3 must land mid-run: 17 steps (~1 s here) of margin
@@ -247,22 +248,51 @@ def test_deepspeed_zero3_cpu_offload_on_two_ranks(tiny, single, tmp_path):
     assert [h.step for h in client.get_metric_history(runs[0].info.run_id, "loss")] == [1, 2, 3, 4]
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tiny, single, tmp_path):
+def test_batch_rebalance_on_two_ranks_under_deepspeed(tiny, tmp_path):
+    """The miniature's sampling (random global batches split by length) with 2 ranks x 2 accumulation
+    micro-batches under ZeRO-3: the sampler is rank-aware; the run makes the configured steps and learns."""
     out = tmp_path / "model"
-    cmd = [sys.executable, *stage_args(tiny, out, config_json(), "--save-steps", "1")]
+    ds = str(ROOT / "config" / "deepspeed" / "zero3_cpu_offload.json")
+    cfg = config_json(
+        deepspeed=ds, per_device_batch_size=2, num_train_epochs=1, sampling_strategy="batch_rebalance"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    _, log = run([*cmd, *stage_args(tiny, out, cfg)], tmp_path)
+
+    m = metrics(out)
+    assert m["train_world_size"] == 2 and m["train_samples"] == ROWS
+    assert (
+        m["train_steps"]
+        == 8
+        == optimizer_steps(TrainConfig.model_validate(json.loads(cfg)["train"]), ROWS, 2)
+    )
+    steps = history(log)
+    assert len(steps) == 8 and all(math.isfinite(s["loss"]) for s in steps)
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert weights_moved(out, tiny["base"]) > 1e-4
+
+
+def kill_at_step_3_and_rerun(tiny: dict, out: Path, cfg: str) -> tuple[dict, str]:
+    """Start the stage (checkpoint every step), SIGKILL it once checkpoint-3 is complete, rerun it."""
+    cmd = [sys.executable, *stage_args(tiny, out, cfg, "--save-steps", "1")]
     done = checkpoint_dir(out) / "checkpoint-3" / "trainer_state.json"
-    with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=log, stderr=subprocess.STDOUT)
+    with open(out.parent / "killed.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=out.parent, env=env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + TIMEOUT_S
         while not done.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-way"
-    assert not out.exists() and not (tmp_path / "metrics.json").exists()
+    assert not out.exists() and not (out.parent / "metrics.json").exists()
+    _, log = run(cmd, out.parent)
+    return metrics(out), log
 
-    _, log = run(cmd, tmp_path)
-    m, ref = metrics(out), single["metrics"]
+
+def test_killed_run_resumes_from_its_last_checkpoint(tiny, single, tmp_path):
+    out = tmp_path / "model"
+    m, log = kill_at_step_3_and_rerun(tiny, out, config_json())
+    ref = single["metrics"]
     assert 3 <= m["train_resumed_from_step"] < STEPS
     assert "resume from" in log and "checkpoint-" in log
     assert m["train_steps"] == ref["train_steps"] == STEPS
@@ -271,3 +301,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny, single, tmp_path):
     assert m["num_tokens"] == ref["num_tokens"]  # the token count carried over the resume
     assert len(history(log)) == STEPS - m["train_resumed_from_step"]
     assert not checkpoint_dir(out).exists()
+
+
+def test_killed_batch_rebalance_run_ends_where_the_uninterrupted_one_does(tiny, tmp_path):
+    """The miniature's sampler (a batch sampler, seeded by transformers) resumes at the right micro-batch."""
+    cfg = config_json(sampling_strategy="batch_rebalance")
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "killed").mkdir()
+    run([sys.executable, *stage_args(tiny, tmp_path / "whole" / "model", cfg, "--save-steps", "1")], tmp_path)
+    ref = metrics(tmp_path / "whole" / "model")
+    m, _ = kill_at_step_3_and_rerun(tiny, tmp_path / "killed" / "model", cfg)
+    assert 3 <= m["train_resumed_from_step"] < STEPS == m["train_steps"] == ref["train_steps"]
+    assert m["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
+    assert m["num_tokens"] == ref["num_tokens"]

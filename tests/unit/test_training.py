@@ -115,6 +115,7 @@ def test_kwargs_map_every_train_key():
         bf16=True,
         deepspeed="config/deepspeed/zero3.json",
         gradient_checkpointing=True,
+        sampling_strategy="group_by_length",
         seed=7,
     )
     kw = sft_config_kwargs(cfg, "/x/model.checkpoints", save_steps=25)
@@ -132,6 +133,7 @@ def test_kwargs_map_every_train_key():
         "use_cpu": False,
         "deepspeed": "config/deepspeed/zero3.json",
         "gradient_checkpointing": True,
+        "train_sampling_strategy": "group_by_length",
         "seed": 7,
         "assistant_only_loss": True,
         "packing": False,
@@ -276,6 +278,70 @@ def test_trl_agrees_the_end_of_turn_is_trained(tokenizer):
     from trl.chat_template_utils import is_chat_template_stop_token_trained
 
     assert is_chat_template_stop_token_trained(prepare_tokenizer(tiny_tokenizer(), "miniature"))
+
+
+def _mixed_rows(n: int) -> list[dict]:
+    """Short direct-like and long aggregation-like conversations, as AFT's training sets mix them."""
+    rng = random.Random(1)
+    rows = []
+    for i in range(n):
+        words = 2 if i % 2 else 40
+        user = " ".join(rng.choice(WORDS) for _ in range(words))
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": user},
+                    {"role": "assistant", "content": f"the answer is {i}"},
+                ]
+            }
+        )
+    return rows
+
+
+def test_batch_rebalance_keeps_the_random_batch_gradient_with_less_padding(tmp_path):
+    """The miniature's sampling: each optimizer step is a random draw of global_batch_size rows, split by
+    length over the accumulation micro-batches; the summed micro-batch gradients (TRL scaling the loss by
+    the step's assistant tokens) equal the gradient of the same rows as one padded batch."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    tok = family_tokenizer("miniature")
+    cfg = train_cfg(
+        global_batch_size=16, per_device_batch_size=4, sampling_strategy="batch_rebalance", max_length=256
+    )
+    torch.manual_seed(0)
+    trainer = SFTTrainer(
+        model=init_model(tok, tiny_pretrain()),
+        args=SFTConfig(**sft_config_kwargs(cfg, tmp_path)),
+        train_dataset=Dataset.from_list(_mixed_rows(32)),
+        processing_class=tok,
+    )
+    lengths = [len(r["input_ids"]) for r in trainer.train_dataset]
+    micro = list(trainer._get_train_sampler())
+    steps = [micro[i : i + 4] for i in range(0, len(micro), 4)]
+    assert len(steps) == 2 and all(len(s) == 4 for s in steps)
+    rows = [sorted(i for mb in step for i in mb) for step in steps]
+    assert [len(r) for r in rows] == [16, 16] and sorted(rows[0] + rows[1]) == list(range(32))
+    padded = sum(max(lengths[i] for i in mb) * len(mb) for mb in micro)
+    as_one_batch = sum(max(lengths[i] for i in r) * len(r) for r in rows)
+    assert padded < 0.75 * as_one_batch  # the long rows share micro-batches
+
+    model, collate = trainer.model, trainer.data_collator
+    batches = [collate([trainer.train_dataset[i] for i in mb]) for mb in steps[0]]
+    _, items = trainer.get_batch_samples(iter(batches), 4, torch.device("cpu"))
+    trainer.current_gradient_accumulation_steps = 4
+
+    def grads(inputs_list):
+        model.zero_grad()
+        for inputs in inputs_list:
+            trainer.training_step(model, inputs, num_items_in_batch=items)
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    split = grads(batches)
+    whole = grads([collate([trainer.train_dataset[i] for i in rows[0]])])
+    assert items == sum(int((b["labels"] != -100).sum()) for b in batches)
+    torch.testing.assert_close(split, whole, rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------------- resume bookkeeping
