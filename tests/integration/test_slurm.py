@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MINIATURE_JOBS, ROOT, copy_workflow
+from tests.conftest import MINIATURE_JOBS, ROOT, copy_workflow, load_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +31,7 @@ QUICK = ["--configfile", "config/config.yaml", "config/experiments/miniature_qui
 # the quick overlay spreads on-policy sampling over 2 scatter jobs; judge_answers is a cluster job here
 # (exact match, no API)
 JOBS = MINIATURE_JOBS | {"build_proposals_on_part": 2}
+TRAIN_RESOURCES = load_yaml("config/config.yaml")["resources"]["rules"]["train_model"]
 TWO_NODES = """\
 train:
   num_gpus: 2                # one fake GPU on each of the two emulated nodes
@@ -163,7 +164,8 @@ def test_every_job_ran_through_sbatch(quick):
     # CPU-only rules asked for no GPU; the config's cpus and memory reached the allocation
     assert not any("gres/gpu" in r["AllocTRES"] for r in rows)
     train = next(r for r in rows if r["Comment"].startswith("rule_train_model"))
-    assert "cpu=2" in train["AllocTRES"] and "mem=4000M" in train["AllocTRES"]
+    for tres in (f"cpu={TRAIN_RESOURCES['cpus']}", f"mem={TRAIN_RESOURCES['mem_mb']}M"):
+        assert tres in train["AllocTRES"], (tres, train["AllocTRES"])
 
 
 def test_parallel_jobs_wrote_one_mlflow_store(quick):
@@ -201,8 +203,8 @@ def test_training_on_two_nodes_asks_for_what_the_config_says(quick):
         "--nodes=2",
         "--ntasks=2",
         "--gres=gpu:1",
-        "--cpus-per-task=2",
-        "--mem 4000",
+        f"--cpus-per-task={TRAIN_RESOURCES['cpus']}",
+        f"--mem {TRAIN_RESOURCES['mem_mb']}",
         "-A root",
         "-p debug",
     ):
