@@ -39,8 +39,8 @@ train:
   per_device_batch_size: 16  # 32 = 16 x 2 ranks: no gradient accumulation
   deepspeed: config/deepspeed/zero3_cpu_offload.json
   num_train_epochs: 0.5
-resources:                   # both cores of each emulated node: with 1 CPU a task, the two nodes
-  rules:                     # (sharing 2 cores) made a 5-step job take 336 s instead of 40
+resources:                   # both cores of each emulated node: with 1 CPU a task the two nodes (sharing
+  rules:                     # 2 cores) made a 5-step job take 336 s; with 2, 40-155 s
     train_model: {cpus: 2}
 """
 

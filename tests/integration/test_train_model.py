@@ -44,6 +44,7 @@ TRAIN = {  # 64 rows / global batch 8 = 8 steps an epoch; 2.5 epochs = 20 optimi
 }
 STEPS = 20  # the kill at step 3 must land mid-run: 17 steps (~1 s here) of margin
 TIMEOUT_S = 900
+TWO_RANKS = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 def config_json(**train_over) -> str:
@@ -210,15 +211,7 @@ def test_deepspeed_zero3_cpu_offload_on_two_ranks(tiny, single, tmp_path):
     ensure_store(uri)  # created once before the ranks start (concurrent creation can corrupt it)
     ds = str(ROOT / "config" / "deepspeed" / "zero3_cpu_offload.json")
     cfg = config_json(deepspeed=ds, per_device_batch_size=2, num_train_epochs=0.5)  # 4 steps
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        *stage_args(tiny, out, cfg),
-    ]
+    cmd = [*TWO_RANKS, *stage_args(tiny, out, cfg)]
     _, log = run(cmd, tmp_path, env(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="train-test"))
 
     m = metrics(out)
@@ -256,8 +249,7 @@ def test_batch_rebalance_on_two_ranks_under_deepspeed(tiny, tmp_path):
     cfg = config_json(
         deepspeed=ds, per_device_batch_size=2, num_train_epochs=1, sampling_strategy="batch_rebalance"
     )
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    _, log = run([*cmd, *stage_args(tiny, out, cfg)], tmp_path)
+    _, log = run([*TWO_RANKS, *stage_args(tiny, out, cfg)], tmp_path)
 
     m = metrics(out)
     assert m["train_world_size"] == 2 and m["train_samples"] == ROWS
