@@ -33,7 +33,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks && $(BIN)/ruff format --check src tests benchmarks
 
 schema: setup
-	$(BIN)/python -m aft.config > workflow/schemas/config.schema.json
+	$(BIN)/python -m aft.pipeline.config > workflow/schemas/config.schema.json
 
 report: setup
 	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores $(CORES) --report reports/report.html

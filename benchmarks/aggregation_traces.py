@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aft.io import read_jsonl
-from aft.traces import trace_stats
+from aft.miniature.traces import trace_stats
+from aft.pipeline.io import read_jsonl
 
 COLUMNS = [
     ("layer0_accuracy", "proposal acc."),

@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from aft.config import JOB_RULES
+from aft.pipeline.config import JOB_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 

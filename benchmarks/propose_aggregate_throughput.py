@@ -17,11 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from aft.aggregate import answer_dialogues, answerer
-from aft.config import load_config
-from aft.engine import EngineStats, RepeatedPromptEngine, VLLMEngine
-from aft.io import read_jsonl
-from aft.prompts import load_template
+from aft.gen.engine import RepeatedPromptEngine, VLLMEngine
+from aft.method.aggregate import answer_dialogues, answerer
+from aft.method.interface import EngineStats
+from aft.method.prompts import load_template
+from aft.pipeline.config import load_config
+from aft.pipeline.io import read_jsonl
 from aft.stages.generate_answers import settings
 
 

@@ -77,7 +77,7 @@ def copy_workflow(dest: Path) -> Path:
 
 def tiny_pretrain(**over):
     """A PretrainConfig for a throwaway test model (1 layer, hidden 32), with some keys replaced."""
-    from aft.config import PretrainConfig
+    from aft.pipeline.config import PretrainConfig
 
     base = dict(
         vocab_size=300,

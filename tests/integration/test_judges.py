@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from aft.benchmarks import alpaca_eval_rows, mt_bench_rows
-from aft.io import read_json, read_jsonl, write_jsonl
-from aft.sources import read_records
+from aft.eval.benchmarks import alpaca_eval_rows, mt_bench_rows
+from aft.pipeline.io import read_json, read_jsonl, write_jsonl
+from aft.pipeline.sources import read_records
 from tests.conftest import shared_file
 from tests.judge_fakes import write_synthetic_df_gamed
 
@@ -49,7 +49,7 @@ def build_bigram_judge(out: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from aft.basemodel import build_tokenizer
+    from aft.miniature.basemodel import build_tokenizer
 
     tok = build_tokenizer([f"judge the answer number {i} of the user" for i in range(200)], vocab_size=300)
     marks = ["Identifier", "Answer]", "User|>", "[[8]]", "[[4]]"]
@@ -196,7 +196,7 @@ def run_stage(work: Path, cfg: str, bench: str, refs: list[Path], prompts: list[
 @pytest.fixture(scope="module")
 def work(server, tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
-    from aft.tracking import ensure_store
+    from aft.pipeline.tracking import ensure_store
 
     ensure_store(f"sqlite:///{work}/mlflow.db")  # created once, as the workflow's onstart does
     return work

@@ -96,7 +96,7 @@ def ultrafeedback_rows() -> list[dict]:
 
 def build_tiny_model(out: Path) -> Path:
     """A random tiny Llama with a BPE tokenizer that knows both families' special tokens."""
-    from aft.basemodel import build_tokenizer, init_model, save_base
+    from aft.miniature.basemodel import build_tokenizer, init_model, save_base
 
     texts = [
         (ROOT / "config/prompts/icl_urial.txt").read_text(),
@@ -250,7 +250,7 @@ def test_benchmarks_are_the_real_files(run):
 
 
 def test_ultrafeedback_is_normalised_with_every_drop_counted(run):
-    from aft.proposals import query_id, shuffled
+    from aft.method.proposals import query_id, shuffled
 
     m = metrics(run, "results/build_proposals_off/metrics.json")
     assert m["rows_in"] == N_NORMAL + 4 and m["rows_out"] == N_NORMAL
@@ -319,7 +319,7 @@ def test_teacher_targets_are_made_and_accounted(run):
 def family_tokenizer(model: Path, family: str):
     from transformers import AutoTokenizer
 
-    from aft.chat_templates import load_chat_template
+    from aft.method.chat_templates import load_chat_template
 
     tok = AutoTokenizer.from_pretrained(model)
     tok.chat_template = load_chat_template(family)
@@ -328,8 +328,8 @@ def family_tokenizer(model: Path, family: str):
 
 @pytest.mark.parametrize("base", list(BASES))
 def test_training_sets_field_by_field(run, base):
-    from aft.chat_templates import END_OF_TURN
-    from aft.prompts import load_template
+    from aft.method.chat_templates import END_OF_TURN
+    from aft.method.prompts import load_template
 
     wf, family = run["wf"], BASES[base]
     template = load_template(wf / "config/templates/aggregation_default.txt")

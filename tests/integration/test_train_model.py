@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from aft.chat_templates import load_chat_template
-from aft.config import TrainConfig
-from aft.training import checkpoint_dir, optimizer_steps
+from aft.method.chat_templates import load_chat_template
+from aft.pipeline.config import TrainConfig
+from aft.train.training import checkpoint_dir, optimizer_steps
 from tests.conftest import ROOT, load_yaml, tiny_pretrain
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ def conversation(rng: random.Random, i: int) -> dict:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """A tiny base model (vocab ~300, hidden 32, 1 layer) saved like a hub model, and 64 chat rows."""
-    from aft.basemodel import build_tokenizer, init_model
+    from aft.miniature.basemodel import build_tokenizer, init_model
 
     root = tmp_path_factory.mktemp("tiny")
     rng = random.Random(0)
@@ -204,7 +204,7 @@ def test_single_process_trains_saves_and_reloads(tiny, single):
 def test_deepspeed_zero3_cpu_offload_on_two_ranks(tiny, single, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from aft.tracking import ensure_store
+    from aft.pipeline.tracking import ensure_store
 
     out = tmp_path / "model"
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -4,8 +4,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from aft.aggregate import AggSettings, answer_dialogues, answerer, propose_and_aggregate
-from aft.engine import EngineStats, RepeatedPromptEngine, Sampling
+from aft.gen.engine import RepeatedPromptEngine
+from aft.method.aggregate import AggSettings, answer_dialogues, answerer, propose_and_aggregate
+from aft.method.interface import EngineStats, Sampling
 
 S = AggSettings(
     n=3, num_aggregation=2, temperature=0.7, top_p=0.95, final_temperature=0.5, final_top_p=1.0, max_tokens=16

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from aft import alpaca_eval2 as ae
-from aft.benchmarks import alpaca_eval_rows
-from aft.sources import read_records
+from aft.eval import alpaca_eval2 as ae
+from aft.eval.benchmarks import alpaca_eval_rows
+from aft.pipeline.sources import read_records
 from tests.conftest import shared_file
 from tests.judge_fakes import write_synthetic_df_gamed
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from aft.config import load_config
-from aft.engine import EngineStats, Sampling
+from aft.method.interface import EngineStats, Sampling
+from aft.pipeline.config import load_config
 from aft.stages.generate_answers import answer_rows, answer_settings, group_by_settings
 from tests.conftest import load_yaml
 

@@ -7,9 +7,16 @@ import os
 
 import pytest
 
-from aft import world
-from aft.basemodel import SPECIAL_TOKENS, _lr_factor, build_tokenizer, init_model, pretrain, save_base
-from aft.config import MiniatureWorld
+from aft.miniature import world
+from aft.miniature.basemodel import (
+    SPECIAL_TOKENS,
+    _lr_factor,
+    build_tokenizer,
+    init_model,
+    pretrain,
+    save_base,
+)
+from aft.pipeline.config import MiniatureWorld
 from aft.stages import build_base
 from tests.conftest import tiny_pretrain
 

@@ -1,12 +1,12 @@
-"""Cluster requests per job (aft.cluster) and the multi-node launcher (aft.launch): pure functions."""
+"""Cluster requests per job (aft.pipeline.cluster) and the multi-node launcher (aft.train.launch)."""
 
 from __future__ import annotations
 
 import pytest
 
-from aft.cluster import job_resources
-from aft.config import JOB_RULES, ResourcesConfig, TrainConfig
-from aft.launch import torchrun_args, train_launcher
+from aft.pipeline.cluster import job_resources
+from aft.pipeline.config import JOB_RULES, ResourcesConfig, TrainConfig
+from aft.train.launch import torchrun_args, train_launcher
 from tests.conftest import load_yaml
 
 RULES = {r: {"cpus": 2, "mem_mb": 4000, "runtime_min": 30} for r in JOB_RULES}
@@ -81,7 +81,7 @@ def test_nodes_need_an_even_share_of_gpus():
         pytest.param(
             {"num_gpus": 16, "num_nodes": 2},
             "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1"
-            " python -m aft.launch --nproc-per-node=8",
+            " python -m aft.train.launch --nproc-per-node=8",
             id="two-nodes",
         ),
     ],
@@ -104,7 +104,7 @@ def test_torchrun_rendezvous_from_the_srun_task():
 
 
 def test_a_vllm_job_needs_as_many_gpus_as_its_tensor_parallelism(monkeypatch):
-    from aft.engine import check_gpus
+    from aft.gen.engine import check_gpus
 
     check_gpus(4, 4)
     check_gpus(1, 8)
@@ -117,7 +117,7 @@ RAW = {"slurm_account": "'$AFT_SLURM_ACCOUNT'", "slurm_partition": "'$AFT_SLURM_
 
 
 def test_site_settings_resolve_before_anything_is_submitted():
-    from aft.cluster import site_problems
+    from aft.pipeline.cluster import site_problems
 
     ok = {"AFT_SLURM_ACCOUNT": "proj1", "AFT_SLURM_PARTITION": "gpu"}
     assert site_problems(RAW, ok, ["proj1", "proj2"]) == []

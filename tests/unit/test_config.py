@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from aft.config import json_schema, load_config
+from aft.pipeline.config import json_schema, load_config
 from tests.conftest import ROOT, load_yaml
 
 SHIPPED = ["config/config.yaml", "config/paper.yaml"]

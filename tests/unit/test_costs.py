@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from aft.costs import (
+from aft.tools.costs import (
     BENCHES,
     Bench,
     Compute,

@@ -1,7 +1,8 @@
 import pytest
 
-from aft.dataset import build_examples, filter_by_length, token_lengths
-from aft.targets import best_rated_targets, oracle_targets
+from aft.method.dataset import build_examples, filter_by_length, token_lengths
+from aft.method.targets import best_rated_targets
+from aft.miniature.exact_match import oracle_targets
 
 RECORDS = [
     {
@@ -74,8 +75,8 @@ def test_oracle_and_best_rated_targets():
 @pytest.mark.parametrize("family", ["miniature", "llama3", "mistral"])
 def test_token_lengths_equal_the_chat_template_tokenization(family):
     """The batched count is what training tokenizes: apply_chat_template(tokenize=True), per family."""
-    from aft.basemodel import build_tokenizer
-    from aft.chat_templates import load_chat_template
+    from aft.method.chat_templates import load_chat_template
+    from aft.miniature.basemodel import build_tokenizer
 
     words = [
         "the",

@@ -10,8 +10,16 @@ import time
 
 import pytest
 
-from aft.config import JudgeEndpointConfig
-from aft.judge_client import JudgeClient, JudgeError, backoff_s, judge_id, judge_label, prompt_hash, redact
+from aft.gen.judge_client import (
+    JudgeClient,
+    JudgeError,
+    backoff_s,
+    judge_id,
+    judge_label,
+    prompt_hash,
+    redact,
+)
+from aft.pipeline.config import JudgeEndpointConfig
 from tests.judge_fakes import FakeJudgeServer, chat_reply
 
 CANARY = "sk-canary-5f1d0c9e7b2a4e3f8a6b1c2d3e4f5a6b"

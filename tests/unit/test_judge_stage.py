@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-from aft.io import read_json, read_jsonl, write_jsonl
+from aft.pipeline.io import read_json, read_jsonl, write_jsonl
 from aft.stages import judge_answers
 from tests.judge_fakes import FAKE_JUDGE_PROMPTS, FakeJudgeServer, chat_reply
 

@@ -1,9 +1,9 @@
 import pytest
 
-from aft.config import load_config
-from aft.judging import exact_match
-from aft.launch import train_launcher
-from aft.report import PAPER, direction_checks, markdown_table
+from aft.eval.report import PAPER, direction_checks, markdown_table
+from aft.miniature.exact_match import exact_match
+from aft.pipeline.config import load_config
+from aft.train.launch import train_launcher
 from tests.conftest import load_yaml
 
 QUESTIONS = [

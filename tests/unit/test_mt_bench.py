@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from aft import mt_bench as mt
-from aft.benchmarks import mt_bench_rows
-from aft.config import JudgeEndpointConfig
-from aft.judge_client import JudgeClient
-from aft.sources import read_records
+from aft.eval import mt_bench as mt
+from aft.eval.benchmarks import mt_bench_rows
+from aft.gen.judge_client import JudgeClient
+from aft.pipeline.config import JudgeEndpointConfig
+from aft.pipeline.sources import read_records
 from tests.conftest import shared_file
 from tests.judge_fakes import FAKE_JUDGE_PROMPTS, FakeJudgeServer, chat_reply
 

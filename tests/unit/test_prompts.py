@@ -1,6 +1,6 @@
 import hashlib
 
-from aft.prompts import PROPOSAL_SYSTEM, aggregation_messages, load_template, proposal_messages
+from aft.method.prompts import PROPOSAL_SYSTEM, aggregation_messages, load_template, proposal_messages
 from tests.conftest import ROOT, shared_file
 
 CONV = [

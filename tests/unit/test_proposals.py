@@ -1,6 +1,6 @@
 import pytest
 
-from aft.proposals import (
+from aft.method.proposals import (
     clean_sample,
     collect_samples,
     degenerate_reason,

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from aft import shards
-from aft.config import load_config
-from aft.engine import EngineStats
+from aft.gen import shards
+from aft.method.interface import EngineStats
+from aft.pipeline.config import load_config
 from aft.stages import build_proposals_on, build_targets
 from tests.conftest import ROOT, load_yaml
 

@@ -5,7 +5,8 @@ from collections import Counter
 
 import pytest
 
-from aft import shards
+from aft.gen import shards
+from aft.method.interface import request_seed
 
 ITEMS = [{"id": f"q{i}", "text": f"query {i}"} for i in range(23)]
 
@@ -115,12 +116,9 @@ def test_work_dir_and_remove(tmp_path):
 
 
 def test_request_seed_depends_on_seed_key_and_round_only():
-    a = shards.request_seed(0, "q1")
-    assert a == shards.request_seed(0, "q1", 0)
-    assert (
-        len({a, shards.request_seed(1, "q1"), shards.request_seed(0, "q2"), shards.request_seed(0, "q1", 1)})
-        == 4
-    )
+    a = request_seed(0, "q1")
+    assert a == request_seed(0, "q1", 0)
+    assert len({a, request_seed(1, "q1"), request_seed(0, "q2"), request_seed(0, "q1", 1)}) == 4
     assert 0 <= a < 2**32
 
 
@@ -151,7 +149,7 @@ def test_job_outside_the_scatter_is_refused(tmp_path):
 
 
 def part_metrics(folder, job, num_jobs, summary) -> object:
-    """What a scatter job's metrics.json holds (aft.stage.finish_part), for the gather."""
+    """What a scatter job's metrics.json holds (aft.pipeline.stage.finish_part), for the gather."""
     path = folder / f"part{job}.json"
     path.write_text(json.dumps({"metrics": {"job": job, "num_jobs": num_jobs} | summary.as_dict()}))
     return path

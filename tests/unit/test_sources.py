@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from aft.config import Source, SourcesConfig, load_config
-from aft.io import read_json
-from aft.sources import (
+from aft.pipeline.config import Source, SourcesConfig, load_config
+from aft.pipeline.io import read_json
+from aft.pipeline.sources import (
     ChecksumError,
     check_sha256,
     extract_python_string,

@@ -2,10 +2,9 @@
 
 from dataclasses import dataclass, field
 
-from aft.engine import EngineStats, Sampling
-from aft.prompts import aggregation_messages
-from aft.shards import request_seed
-from aft.targets import teacher_targets
+from aft.method.interface import EngineStats, Sampling, request_seed
+from aft.method.prompts import aggregation_messages
+from aft.method.targets import teacher_targets
 
 RECORDS = [
     {"id": f"q{i}", "messages": [{"role": "user", "content": f"Q{i}"}], "proposals": [f"p{i}a", f"p{i}b"]}

@@ -1,6 +1,6 @@
 import pytest
 
-from aft.traces import trace_stats
+from aft.miniature.traces import trace_stats
 
 
 def _a(qid, proposals, agg, final):

@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from aft.basemodel import build_tokenizer, init_model
-from aft.chat_templates import END_OF_TURN, load_chat_template
-from aft.config import BaseModelConfig, TrainConfig
-from aft.training import (
+from aft.method.chat_templates import END_OF_TURN, load_chat_template
+from aft.miniature.basemodel import build_tokenizer, init_model
+from aft.pipeline.config import BaseModelConfig, TrainConfig
+from aft.train.training import (
     accumulation_steps,
     checkpoint_dir,
     checkpoint_step,

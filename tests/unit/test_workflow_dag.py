@@ -132,7 +132,7 @@ def test_two_node_training_runs_one_torchrun_per_node_under_srun(tmp_path):
     assert "gpu" not in train  # --gpus=16 would let SLURM spread them unevenly
     assert (
         "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1"
-        " python -m aft.launch --nproc-per-node=8 -m aft.stages.train_model"
+        " python -m aft.train.launch --nproc-per-node=8 -m aft.stages.train_model"
     ) in out
     assert job_resources(out, "build_targets_part")["gpu_model"] == "h100"  # every GPU job, typed
     assert "gpu_model" not in job_resources(out, "build_dataset")  # CPU jobs ask for no GPU

@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from aft import world
-from aft.config import MiniatureWorld
-from aft.proposals import ASPECT_KEYS
+from aft.method.proposals import ASPECT_KEYS
+from aft.miniature import world
+from aft.pipeline.config import MiniatureWorld
 
 MW = MiniatureWorld(
     tasks=["add", "sub", "max", "min", "sort", "reverse", "count"],

@@ -6,9 +6,9 @@ import shlex
 
 from snakemake.utils import validate
 
-from aft.cluster import job_resources, site_problems, slurm_accounts
-from aft.config import config_hash, load_config
-from aft.launch import train_launcher
+from aft.pipeline.cluster import job_resources, site_problems, slurm_accounts
+from aft.pipeline.config import config_hash, load_config
+from aft.train.launch import train_launcher
 
 try:
     # the pydantic models: every key, type and range, and the cross-field rules (batch math, kinds),
@@ -57,7 +57,7 @@ def gpus(engine):
 TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.api_base_url is None
 
 
-# scatter jobs of the sharded stages (aft.shards); 1: the stage's own job makes every shard
+# scatter jobs of the sharded stages (aft.gen.shards); 1: the stage's own job makes every shard
 ON_POLICY_JOBS = CFG.on_policy.num_jobs
 TARGET_JOBS = CFG.targets.num_jobs if CFG.targets.teacher == "model" else 1
 
@@ -127,7 +127,7 @@ def source_identity(source, file):
 
 def source_location(source, file):
     """Where to read a file instead of the network: '--local COPY', '--mirror UPSTREAM_COPY' or ''."""
-    from aft.sources import local_copy
+    from aft.pipeline.sources import local_copy
 
     src = SOURCES[source]
     local, mirror = local_copy(src, next(f for f in src.files if f.name == file), CFG.sources.mirror_dir)

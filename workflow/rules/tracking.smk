@@ -2,7 +2,7 @@
 # jobs find both through the environment (tracking settings are no rerun trigger).
 import os
 
-from aft.tracking import COPY_MODELS_ENV, PARENT_ENV, end_workflow_run, git_sha, start_workflow_run
+from aft.pipeline.tracking import COPY_MODELS_ENV, PARENT_ENV, end_workflow_run, git_sha, start_workflow_run
 
 os.environ.setdefault("MLFLOW_TRACKING_URI", CFG.tracking.tracking_uri)
 os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", CFG.tracking.experiment)

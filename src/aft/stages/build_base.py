@@ -11,9 +11,9 @@ import logging
 import time
 from pathlib import Path
 
-from aft.basemodel import build_tokenizer, init_model, pretrain, save_base
-from aft.config import BaseModelConfig
-from aft.stage import finish, parser, sections, setup_logging
+from aft.miniature.basemodel import build_tokenizer, init_model, pretrain, save_base
+from aft.pipeline.config import BaseModelConfig
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 log = logging.getLogger("aft")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aft.chat_templates import load_chat_template
-from aft.config import BaseModelConfig, DatasetConfig
-from aft.dataset import build_examples, filter_by_length, token_lengths
-from aft.io import read_jsonl, write_jsonl
-from aft.prompts import load_template
-from aft.stage import finish, parser, sections, setup_logging
+from aft.method.chat_templates import load_chat_template
+from aft.method.dataset import build_examples, filter_by_length, token_lengths
+from aft.method.prompts import load_template
+from aft.pipeline.config import BaseModelConfig, DatasetConfig
+from aft.pipeline.io import read_jsonl, write_jsonl
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

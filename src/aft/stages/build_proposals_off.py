@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aft.config import ProposalsConfig
-from aft.io import read_jsonl, write_jsonl
-from aft.proposals import normalise_ultrafeedback
-from aft.stage import finish, parser, sections, setup_logging
+from aft.method.proposals import normalise_ultrafeedback
+from aft.pipeline.config import ProposalsConfig
+from aft.pipeline.io import read_jsonl, write_jsonl
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,14 +18,15 @@ import json
 import time
 from pathlib import Path
 
-from aft import shards
-from aft.config import BaseModelConfig, OnPolicyConfig, ProposalsConfig
-from aft.engine import Sampling, VLLMEngine
-from aft.io import read_jsonl, write_jsonl
-from aft.prompts import load_template
-from aft.proposals import collect_samples, icl_prompt, on_policy_records
-from aft.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
-from aft.world import is_correct
+from aft.gen import shards
+from aft.gen.engine import VLLMEngine
+from aft.method.interface import Sampling, request_seed
+from aft.method.prompts import load_template
+from aft.method.proposals import collect_samples, icl_prompt, on_policy_records
+from aft.miniature.world import is_correct
+from aft.pipeline.config import BaseModelConfig, OnPolicyConfig, ProposalsConfig
+from aft.pipeline.io import read_jsonl, write_jsonl
+from aft.pipeline.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
 
 # content-deciding settings only: a lower gpu_memory_utilization after an OOM keeps the finished shards
 ENGINE_CONTENT_KEYS = ("dtype", "max_model_len")
@@ -41,7 +42,7 @@ def proposal_accuracy(records: list[dict], queries: list[dict]) -> float | None:
 def shard_context(
     on: OnPolicyConfig, pc: ProposalsConfig, base: BaseModelConfig, model: str, icl: str
 ) -> str:
-    """Everything besides its queries that decides a shard's content (see aft.shards)."""
+    """Everything besides its queries that decides a shard's content (see aft.gen.shards)."""
     # shard_size and num_jobs decide where a shard is made, not what it holds
     sampling = on.model_dump(mode="json", exclude={"engine", "shard_size", "num_jobs", "icl_prompt_file"})
     engine = {k: getattr(on.engine, k) for k in ENGINE_CONTENT_KEYS}
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         def sample(indices: list[int], round_: int) -> list[list[str]]:
             seeds = None
             if on.seed_per_query:
-                seeds = [shards.request_seed(on.seed, kept[i]["id"], round_) for i in indices]
+                seeds = [request_seed(on.seed, kept[i]["id"], round_) for i in indices]
             return engine.complete([kept_prompts[i] for i in indices], sampling, seeds=seeds)
 
         samples, counts = collect_samples(

@@ -19,13 +19,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from aft import shards
-from aft.config import TargetsConfig
-from aft.engine import Engine, OpenAIEngine, Sampling, VLLMEngine
-from aft.io import read_jsonl, write_jsonl
-from aft.prompts import load_template
-from aft.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
-from aft.targets import best_rated_targets, oracle_targets, teacher_targets
+from aft.gen import shards
+from aft.gen.engine import OpenAIEngine, VLLMEngine
+from aft.method.interface import Engine, Sampling
+from aft.method.prompts import load_template
+from aft.method.targets import best_rated_targets, teacher_targets
+from aft.miniature.exact_match import oracle_targets
+from aft.pipeline.config import TargetsConfig
+from aft.pipeline.io import read_jsonl, write_jsonl
+from aft.pipeline.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
 
 NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out": 0}
 
@@ -43,7 +45,7 @@ def teacher_engine(tc: TargetsConfig) -> Engine:
 
 
 def shard_context(tc: TargetsConfig, template: str) -> str:
-    """Everything besides its records that decides a shard's targets (see aft.shards)."""
+    """Everything besides its records that decides a shard's targets (see aft.gen.shards)."""
     return json.dumps(
         {
             "model": tc.model,

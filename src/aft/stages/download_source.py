@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aft.config import Source
-from aft.sources import materialise
-from aft.stage import finish, parser, sections, setup_logging
+from aft.pipeline.config import Source
+from aft.pipeline.sources import materialise
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,12 +16,13 @@ import dataclasses
 import time
 from pathlib import Path
 
-from aft.aggregate import AggSettings, answer_dialogues, answerer
-from aft.config import InferenceConfig
-from aft.engine import Engine, VLLMEngine
-from aft.io import read_jsonl, write_jsonl
-from aft.prompts import load_template
-from aft.stage import finish, parser, sections, setup_logging
+from aft.gen.engine import VLLMEngine
+from aft.method.aggregate import AggSettings, answer_dialogues, answerer
+from aft.method.interface import Engine
+from aft.method.prompts import load_template
+from aft.pipeline.config import InferenceConfig
+from aft.pipeline.io import read_jsonl, write_jsonl
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 
 def settings(ic: InferenceConfig) -> AggSettings:

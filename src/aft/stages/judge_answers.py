@@ -18,18 +18,19 @@ import logging
 import time
 from pathlib import Path
 
-from aft.config import OPENAI_API, JudgeConfig
-from aft.io import read_jsonl, write_json, write_jsonl
-from aft.judge_client import is_openai_api
-from aft.judging import PAPER_JUDGE_NAMES, exact_match, exact_match_rows, is_paper_judge
-from aft.sources import read_all_records
-from aft.stage import finish, parse_wildcards, parser, sections, setup_logging
+from aft.eval.judging import PAPER_JUDGE_NAMES, is_paper_judge
+from aft.gen.judge_client import is_openai_api
+from aft.miniature.exact_match import exact_match, judgment_rows
+from aft.pipeline.config import OPENAI_API, JudgeConfig
+from aft.pipeline.io import read_jsonl, write_json, write_jsonl
+from aft.pipeline.sources import read_all_records
+from aft.pipeline.stage import finish, parse_wildcards, parser, sections, setup_logging
 
 log = logging.getLogger("aft")
 
 
 def judge_client(jc: JudgeConfig, bench: str):
-    from aft.judge_client import JudgeClient
+    from aft.gen.judge_client import JudgeClient
 
     model = jc.model_for(bench)
     if jc.endpoint is None or model is None:
@@ -40,7 +41,7 @@ def judge_client(jc: JudgeConfig, bench: str):
 def judge_alpaca_eval2(
     jc: JudgeConfig, answers: list[dict], bench: list[dict], references: list[dict], generator: str, client
 ) -> tuple[dict, list[dict]]:
-    from aft import alpaca_eval2 as ae
+    from aft.eval import alpaca_eval2 as ae
 
     if jc.alpaca_eval2 is None:
         raise SystemExit("benchmark 'alpaca_eval2' needs the judge.alpaca_eval2 section")
@@ -69,7 +70,7 @@ def judge_mt_bench(
     prompt_rows: list[dict],
     client,
 ) -> tuple[dict, list[dict]]:
-    from aft import mt_bench as mt
+    from aft.eval import mt_bench as mt
 
     if jc.mt_bench is None:
         raise SystemExit("benchmark 'mt_bench' needs the judge.mt_bench section")
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics: dict = {}
     if name == "exact_match":
         result = exact_match(answers, bench) | {"judge": "exact_match", "paper_judge": False}
-        rows = exact_match_rows(answers, bench)
+        rows = judgment_rows(answers, bench)
         record = {"judge": "exact_match"}
     elif name in ("alpaca_eval2", "mt_bench"):
         references = read_all_records(args.reference)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aft.config import ReportConfig
-from aft.io import atomic_write_text, read_json, write_json
-from aft.report import direction_checks, markdown_table, plot
-from aft.stage import finish, parser, sections, setup_logging
+from aft.eval.report import direction_checks, markdown_table, plot
+from aft.pipeline.config import ReportConfig
+from aft.pipeline.io import atomic_write_text, read_json, write_json
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,18 +13,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aft import benchmarks, world
-from aft.config import DataConfig
-from aft.io import write_jsonl
-from aft.sources import read_all_records
-from aft.stage import finish, parser, sections, setup_logging
+from aft.eval import benchmarks
+from aft.miniature import exact_match, world
+from aft.pipeline.config import DataConfig
+from aft.pipeline.io import write_jsonl
+from aft.pipeline.sources import read_all_records
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 
 def bench_rows(data: DataConfig, bench: str, files: list[Path]) -> list[dict]:
     if bench == "exact_match":
         if data.kind != "miniature":
             raise ValueError("benchmark 'exact_match' needs data.kind='miniature' (known answers)")
-        return benchmarks.exact_match_rows(world.split_tasks(data.miniature, data.seed)["eval"])
+        return exact_match.question_rows(world.split_tasks(data.miniature, data.seed)["eval"])
     if data.kind != "paper":
         raise ValueError(
             f"benchmark {bench!r} needs data.kind='paper' (its files come from the sources section)"

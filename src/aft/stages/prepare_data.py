@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aft import world
-from aft.config import DataConfig
-from aft.io import atomic_write_text, write_jsonl
-from aft.proposals import query_id
-from aft.sources import read_all_records
-from aft.stage import finish, parser, sections, setup_logging
+from aft.method.proposals import query_id
+from aft.miniature import world
+from aft.pipeline.config import DataConfig
+from aft.pipeline.io import atomic_write_text, write_jsonl
+from aft.pipeline.sources import read_all_records
+from aft.pipeline.stage import finish, parser, sections, setup_logging
 
 
 def prepare_miniature(cfg: DataConfig, out: Path, files: list[Path]) -> dict:

@@ -21,10 +21,10 @@ import shutil
 import time
 from pathlib import Path
 
-from aft.config import BaseModelConfig, TrainConfig
-from aft.io import read_jsonl, sha256_file, write_json
-from aft.stage import finish, parser, sections, setup_logging
-from aft.training import (
+from aft.pipeline.config import BaseModelConfig, TrainConfig
+from aft.pipeline.io import read_jsonl, sha256_file, write_json
+from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.train.training import (
     FINGERPRINT_FILE,
     accumulation_steps,
     checkpoint_dir,

@@ -2,7 +2,7 @@
 `srun` one torchrun per node with the rendezvous taken from the SLURM allocation.
 
 Usage (what a multi-node train_model job runs inside each srun task; runnable by hand in an allocation):
-    python -m aft.launch --nproc-per-node G -m aft.stages.train_model ARGS...
+    python -m aft.train.launch --nproc-per-node G -m aft.stages.train_model ARGS...
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from aft.config import TrainConfig
+from aft.pipeline.config import TrainConfig
 
 PORT_BASE = 20000  # master port = PORT_BASE + job id mod PORT_SPAN: jobs sharing a node do not collide
 PORT_SPAN = 20000
@@ -27,7 +27,7 @@ def train_launcher(cfg: TrainConfig) -> str:
     n = cfg.num_nodes
     return (
         f"srun --nodes={n} --ntasks={n} --ntasks-per-node=1 --kill-on-bad-exit=1"
-        f" python -m aft.launch --nproc-per-node={cfg.gpus_per_node}"
+        f" python -m aft.train.launch --nproc-per-node={cfg.gpus_per_node}"
     )
 
 
@@ -43,7 +43,7 @@ def torchrun_args(env: dict[str, str], hosts: list[str], nproc_per_node: int) ->
     """torchrun's static rendezvous for this srun task: node rank from SLURM, master on the first node."""
     missing = [k for k in ("SLURM_NODEID", "SLURM_JOB_ID") if k not in env]
     if missing:
-        raise RuntimeError(f"aft.launch runs inside an srun task; {missing} not set in the environment")
+        raise RuntimeError(f"aft.train.launch runs inside an srun task; {missing} not set in the environment")
     port = PORT_BASE + int(env["SLURM_JOB_ID"]) % PORT_SPAN
     return [
         f"--nnodes={len(hosts)}",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aft.engine import Engine, Message, Sampling
-from aft.prompts import aggregation_messages, proposal_messages
+from aft.method.interface import Engine, Message, Sampling
+from aft.method.prompts import aggregation_messages, proposal_messages
 
 
 @dataclass(frozen=True)

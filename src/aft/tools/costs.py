@@ -9,7 +9,7 @@ mean lengths not measured from data are ASSUMPTIONS, printed with the table: rep
 measurements (flags below; --ultrafeedback measures the query and completion lengths).
 
 Usage:
-    python -m aft.costs --configfile config/paper.yaml [overlay.yaml ...] [--ultrafeedback FILE ...]
+    python -m aft.tools.costs --configfile config/paper.yaml [overlay.yaml ...] [--ultrafeedback FILE ...]
         [--params BASE=N ...] [--mfu F] [--peak-flops F]
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field
 
-from aft.config import (
+from aft.pipeline.config import (
     BaseModelConfig,
     CheckpointConfig,
     DataConfig,
@@ -238,7 +238,7 @@ def params_of(name: str, base: BaseModelConfig, overrides: dict[str, float]) -> 
 def train_set(
     cfg: PaperRun, variant: str, n_queries: int, lengths: Lengths, template_tokens: int, upper_bound: bool
 ) -> tuple[int, float]:
-    """(examples, tokens of one epoch) of a variant's training set (aft.dataset.build_examples).
+    """(examples, tokens of one epoch) of a variant's training set (aft.method.dataset.build_examples).
 
     SFT: one direct example (query -> target) a query. AFT: an aggregation example (template + the
     proposals + query -> target) a query, plus a direct one for direct_fraction of them. Each example is
@@ -388,7 +388,7 @@ def measure_ultrafeedback(
     files: list[Path], chars_per_token: float, max_queries: int | None
 ) -> tuple[int, Lengths]:
     """Distinct queries and mean query/completion lengths (tokens) of UltraFeedback files."""
-    from aft.sources import read_all_records
+    from aft.pipeline.sources import read_all_records
 
     rows = read_all_records(files)[:max_queries]
     queries = {(r.get("instruction") or "").strip() for r in rows} - {""}

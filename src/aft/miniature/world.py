@@ -9,7 +9,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from aft.config import MiniatureWorld
+from aft.pipeline.config import MiniatureWorld
 
 ANSWER_RE = re.compile(r"The answer is ([^\n]+?)\.(?:\s|$)")
 SYLLABLES = ["ka", "lo", "mi", "ru", "ten", "sa", "po", "vi", "del", "an", "bo", "ne", "tra", "gu", "fi"]

@@ -12,8 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from aft.chat_templates import END_OF_TURN, load_chat_template
-from aft.config import PretrainConfig
+from aft.method.chat_templates import END_OF_TURN, load_chat_template
+from aft.pipeline.config import PretrainConfig
 
 log = logging.getLogger("aft")
 

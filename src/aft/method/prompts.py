@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PROPOSAL_SYSTEM = "\n"  # the official proposer replaces the system message with a bare newline
+from aft.method.interface import Message
 
-Message = dict[str, str]
+PROPOSAL_SYSTEM = "\n"  # the official proposer replaces the system message with a bare newline
 
 
 def load_template(path: str | Path) -> str:

@@ -12,10 +12,10 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from aft.config import config_hash, format_error, section_json
-from aft.io import write_json
-from aft.shards import ShardSummary
-from aft.tracking import log_stage, provenance
+from aft.gen.shards import ShardSummary
+from aft.pipeline.config import config_hash, format_error, section_json
+from aft.pipeline.io import write_json
+from aft.pipeline.tracking import log_stage, provenance
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("aft")
@@ -30,7 +30,7 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_scatter_arguments(p: argparse.ArgumentParser) -> None:
-    """--job / --parts of a sharded stage (aft.shards): one scatter job, or the gather after them."""
+    """--job / --parts of a sharded stage (aft.gen.shards): one scatter job, or the gather after them."""
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--job",

@@ -708,5 +708,5 @@ def write_schema(path: Path) -> None:
     path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
 
 
-if __name__ == "__main__":  # python -m aft.config > workflow/schemas/config.schema.json
+if __name__ == "__main__":  # python -m aft.pipeline.config > workflow/schemas/config.schema.json
     print(json.dumps(json_schema(), indent=2, sort_keys=True))

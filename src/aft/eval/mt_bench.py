@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-Message = dict[str, str]
+from aft.method.interface import Message
 
 NEED_REF_CATS = ("math", "reasoning", "coding")
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")

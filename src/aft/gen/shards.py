@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aft.io import atomic_write_text
+from aft.pipeline.io import atomic_write_text
 
 log = logging.getLogger("aft")
 
@@ -99,13 +99,6 @@ def work_dir(out: Path) -> Path:
 def fingerprint(context: str, shard: Shard, items: Sequence) -> str:
     payload = json.dumps([context, shard.start, shard.stop, list(items)], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def request_seed(seed: int, key: str, round_: int = 0) -> int:
-    """A per-item sampling seed from (seed, item key, round): the same item always draws the same samples,
-    whichever shard or run it is generated in."""
-    digest = hashlib.sha256(f"{seed}:{key}:{round_}".encode()).hexdigest()
-    return int(digest[:8], 16)  # 32 bits: vLLM adds the sample index for n > 1
 
 
 def load_shard(path: Path, shard: Shard, expected_fingerprint: str) -> dict | None:

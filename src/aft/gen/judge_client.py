@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from aft.config import OPENAI_API, JudgeEndpointConfig
-from aft.io import atomic_write_text
+from aft.pipeline.config import OPENAI_API, JudgeEndpointConfig
+from aft.pipeline.io import atomic_write_text
 
 log = logging.getLogger("aft")
 

@@ -1,11 +1,19 @@
-"""Scoring of generated answers. exact_match: the miniature's judge (known answers); and which LLM
-judges produced the paper's numbers (the AlpacaEval 2 and MT-Bench judges: alpaca_eval2.py, mt_bench.py)."""
+"""The miniature's benchmark `exact_match`: its held-out queries with their known answers, scored by
+extracting the answer from the last turn; and the oracle teacher (the known answer in canonical form)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from aft.world import extract_answer
+from aft.method.proposals import query_id
+from aft.miniature.world import Task, extract_answer, format_answer
+
+
+def question_rows(tasks: list[Task]) -> list[dict]:
+    """The benchmark's rows (held-out tasks) in the project's schema, with their known answers."""
+    return [
+        {"id": query_id(t.query), "turns": [t.query], "answer": t.answer, "category": t.kind} for t in tasks
+    ]
 
 
 def exact_match(answers: list[dict], questions: list[dict]) -> dict:
@@ -30,21 +38,7 @@ def exact_match(answers: list[dict], questions: list[dict]) -> dict:
     }
 
 
-# The judges behind the paper's numbers (spec/method.md): AlpacaEval 2's GPT-4 Turbo annotator, and
-# FastChat's "gpt-4" for MT-Bench (an alias; gpt-4-0613 is its dated snapshot: our ASSUMPTION).
-PAPER_JUDGES: dict[str, tuple[str, ...]] = {
-    "alpaca_eval2": ("gpt-4-1106-preview",),
-    "mt_bench": ("gpt-4", "gpt-4-0613"),
-}
-PAPER_JUDGE_NAMES = {"alpaca_eval2": "GPT-4 Turbo", "mt_bench": "GPT-4"}
-
-
-def is_paper_judge(bench: str, model: str, on_openai_api: bool) -> bool:
-    """Whether a result comes from the judge the paper used: its model, served by the OpenAI API."""
-    return on_openai_api and model in PAPER_JUDGES.get(bench, ())
-
-
-def exact_match_rows(answers: list[dict], questions: list[dict]) -> list[dict]:
+def judgment_rows(answers: list[dict], questions: list[dict]) -> list[dict]:
     """Per question: the known answer, the one extracted from the last turn, and whether they match."""
     by_id = {a["id"]: a for a in answers}
     rows = []
@@ -60,3 +54,10 @@ def exact_match_rows(answers: list[dict], questions: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def oracle_targets(records: list[dict], answers: dict[str, str]) -> list[dict]:
+    missing = [r["id"] for r in records if r["id"] not in answers]
+    if missing:
+        raise ValueError(f"oracle teacher: no known answer for {len(missing)} queries, e.g. {missing[:3]}")
+    return [{"id": r["id"], "target": format_answer(answers[r["id"]]), "teacher": "oracle"} for r in records]

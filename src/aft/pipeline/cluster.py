@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from aft.config import ResourcesConfig
+from aft.pipeline.config import ResourcesConfig
 
 
 def job_resources(res: ResourcesConfig, rule: str, gpus: int = 0, nodes: int = 1) -> dict[str, object]:

@@ -2,16 +2,6 @@
 
 from __future__ import annotations
 
-from aft.world import Task
-
-
-def exact_match_rows(tasks: list[Task]) -> list[dict]:
-    from aft.proposals import query_id
-
-    return [
-        {"id": query_id(t.query), "turns": [t.query], "answer": t.answer, "category": t.kind} for t in tasks
-    ]
-
 
 def alpaca_eval_rows(instructions: list[dict]) -> list[dict]:
     """The 805 AlpacaEval instructions (chat-query records), canonical order kept."""

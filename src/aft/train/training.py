@@ -11,8 +11,8 @@ import json
 import math
 from pathlib import Path
 
-from aft.chat_templates import END_OF_TURN, load_chat_template
-from aft.config import BaseModelConfig, TrainConfig, section_json
+from aft.method.chat_templates import END_OF_TURN, load_chat_template
+from aft.pipeline.config import BaseModelConfig, TrainConfig, section_json
 
 CHECKPOINT_SUFFIX = ".checkpoints"
 FINGERPRINT_FILE = "aft_fingerprint.json"

@@ -17,8 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from aft.config import COMMIT, Source, SourceFile
-from aft.io import sha256_file
+from aft.pipeline.config import COMMIT, Source, SourceFile
+from aft.pipeline.io import sha256_file
 
 log = logging.getLogger("aft")
 GITHUB_RAW = "https://raw.githubusercontent.com"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aft.judge_client import JudgeClient
+from aft.gen.judge_client import JudgeClient
 
 REFERENCE_GENERATOR = "gpt4_1106_preview"
 DECODING_KEYS = ("max_tokens", "temperature", "top_p", "logprobs", "top_logprobs")

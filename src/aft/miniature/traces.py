@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from aft.world import extract_answer
+from aft.miniature.world import extract_answer
 
 
 def _majority(answers: list[str | None]) -> tuple[str | None, int]:

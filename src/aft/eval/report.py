@@ -5,7 +5,7 @@ judge, so an open judge's numbers are never read as GPT-4's."""
 
 from __future__ import annotations
 
-from aft.judging import PAPER_JUDGE_NAMES
+from aft.eval.judging import PAPER_JUDGE_NAMES
 
 # Table of arXiv 2501.11877 (spec/method.md): MT-Bench 1st/2nd/avg, AlpacaEval 2 LC/WR (%).
 PAPER: dict[str, dict[str, dict[str, float]]] = {

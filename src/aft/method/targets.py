@@ -1,24 +1,15 @@
 """Aggregation targets: what the model learns to write after reading the proposals.
 
-oracle (miniature: the known answer in canonical form), best_rated (the top-rated UltraFeedback
-completion: no teacher needed), or model (a teacher LLM prompted with the aggregation template).
+best_rated (the top-rated UltraFeedback completion: no teacher needed) or model (a teacher LLM prompted
+with the aggregation template). The miniature's oracle teacher is in aft.miniature.exact_match.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from aft.engine import Engine, Sampling
-from aft.prompts import aggregation_messages
-from aft.shards import request_seed
-from aft.world import format_answer
-
-
-def oracle_targets(records: list[dict], answers: dict[str, str]) -> list[dict]:
-    missing = [r["id"] for r in records if r["id"] not in answers]
-    if missing:
-        raise ValueError(f"oracle teacher: no known answer for {len(missing)} queries, e.g. {missing[:3]}")
-    return [{"id": r["id"], "target": format_answer(answers[r["id"]]), "teacher": "oracle"} for r in records]
+from aft.method.interface import Engine, Sampling, request_seed
+from aft.method.prompts import aggregation_messages
 
 
 def best_rated_targets(records: list[dict]) -> list[dict]:

@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from aft.io import sha256_dir, sha256_file
+from aft.pipeline.io import sha256_dir, sha256_file
 
 PARENT_ENV = "AFT_MLFLOW_PARENT_RUN_ID"
 COPY_MODELS_ENV = "AFT_MLFLOW_COPY_MODELS"

@@ -1,7 +1,7 @@
 """Training sets: SFT = direct examples (query -> target); AFT = aggregation examples
 (query + proposals -> target) plus direct examples for a configured share of the queries.
 
-Prompts are built by aft.prompts, the same functions inference uses.
+Prompts are built by aft.method.prompts, the same functions inference uses.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from aft.engine import Message
-from aft.prompts import aggregation_messages, proposal_messages
+from aft.method.interface import Message
+from aft.method.prompts import aggregation_messages, proposal_messages
 
 
 def direct_example(record: dict, target: str) -> dict:

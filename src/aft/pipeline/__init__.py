@@ -1,0 +1,2 @@
+"""Workflow plumbing: the config schema, the stage runner, MLflow tracking, cluster resources,
+pinned sources and atomic file I/O."""

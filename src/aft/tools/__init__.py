@@ -1,0 +1,1 @@
+"""Planning tools run by hand: the GPU cost estimate of a config."""

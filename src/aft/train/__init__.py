@@ -1,0 +1,1 @@
+"""Training: TRL SFTTrainer settings, checkpoint resume, and the multi-node launcher."""
