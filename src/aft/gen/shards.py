@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -235,8 +234,3 @@ def read_parts(paths: Sequence[Path], num_jobs: int) -> ShardSummary:
             f"expected the metrics of scatter jobs 0..{num_jobs - 1} of {num_jobs}, got {got}"
         )
     return ShardSummary.summed(parts)
-
-
-def remove(folder: Path) -> None:
-    """Drop the shard folder once the assembled output is safely written."""
-    shutil.rmtree(folder, ignore_errors=True)

@@ -1,18 +1,24 @@
-"""What every stage CLI shares: argument parsing, config sections, and the finish step
-(metrics.json with provenance + one MLflow run)."""
+"""The stage runner every `aft.stages.<stage>` goes through: parse the command line, validate the
+config sections the stage reads, log, time, and finish with metrics.json (metrics + provenance) and
+one MLflow run.
+
+A stage module is `run(...)` (plain data in, metrics out), `arguments(parser)` (its own options) and a
+thin `main(argv)` that hands both to `run_stage`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from aft.gen.shards import ShardSummary
 from aft.pipeline.config import config_hash, format_error, section_json
 from aft.pipeline.io import write_json
 from aft.pipeline.tracking import log_stage, provenance
@@ -43,20 +49,6 @@ def add_scatter_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         help="gather: the scatter jobs' metrics.json files; assemble their shards into --out, making none",
     )
-
-
-def finish_part(
-    stage: str,
-    args: argparse.Namespace,
-    cfg: dict[str, BaseModel],
-    counts: dict,
-    summary: ShardSummary,
-    num_jobs: int,
-    started: float,
-) -> None:
-    """metrics.json + MLflow run of scatter job `args.job` of a sharded stage (logged as `<stage>_part`)."""
-    metrics = {"job": args.job, "num_jobs": num_jobs} | dict(counts) | summary.as_dict()
-    finish(f"{stage}_part", args, cfg, metrics, [], started)
 
 
 def sections(raw: str, **models: type[BaseModel]) -> dict[str, BaseModel]:
@@ -109,3 +101,50 @@ def finish(
     params = {k: json.loads(section_json(v)) for k, v in cfg.items()}
     log_stage(stage, params, metrics, tags, [*artifacts, args.metrics], history)
     log.info("%s done in %.1fs: %s", stage, metrics["wall_time_s"], json.dumps(metrics)[:500])
+
+
+@dataclass
+class Outcome:
+    """What a stage's body hands back to the runner to record."""
+
+    metrics: dict
+    artifacts: list[Path] = field(default_factory=list)
+    history: list[dict] | None = None  # per-step rows (training curves) for MLflow
+    record: dict[str, str] | None = None  # string facts (checksums, judge names): metrics.json + MLflow tags
+    stage: str | None = None  # logged under another name: a scatter job is `<stage>_part`
+    # work folders (finished shards) removed only once metrics.json is written: a job killed before
+    # that reruns from them
+    cleanup: list[Path] = field(default_factory=list)
+
+
+def run_stage(
+    stage: str,
+    doc: str | None,
+    argv: list[str] | None,
+    arguments: Callable[[argparse.ArgumentParser], None],
+    models: dict[str, type[BaseModel]],
+    body: Callable[[argparse.Namespace, dict[str, BaseModel]], Outcome | None],
+) -> None:
+    """Parse `argv`, validate the --config sections named in `models`, run `body` and finish.
+
+    `body` returns None when this process has nothing to record (the non-zero ranks of a training job)."""
+    setup_logging()
+    started = time.time()
+    p = parser(doc)
+    arguments(p)
+    args = p.parse_args(argv)
+    cfg = sections(args.config, **models)
+    outcome = body(args, cfg)
+    if outcome is not None:
+        finish(
+            outcome.stage or stage,
+            args,
+            cfg,
+            outcome.metrics,
+            outcome.artifacts,
+            started,
+            history=outcome.history,
+            record=outcome.record,
+        )
+        for folder in outcome.cleanup:
+            shutil.rmtree(folder, ignore_errors=True)

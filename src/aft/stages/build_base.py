@@ -7,13 +7,14 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from pathlib import Path
 
 from aft.miniature.basemodel import build_tokenizer, init_model, pretrain, save_base
 from aft.pipeline.config import BaseModelConfig
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 
 log = logging.getLogger("aft")
 
@@ -41,10 +42,7 @@ def thin(history: list[dict], max_rows: int = 100) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", type=Path, required=True, help="pretraining corpus (plain text)")
     p.add_argument(
         "--extra-text",
@@ -54,19 +52,20 @@ def main(argv: list[str] | None = None) -> None:
         help="texts the tokenizer also learns merges from (templates, ICL prompt); not pretrained on",
     )
     p.add_argument("--out", type=Path, required=True, help="model folder to write (save_pretrained)")
-    args = p.parse_args(argv)
 
-    cfg = sections(args.config, base=BaseModelConfig)
-    base: BaseModelConfig = cfg["base"]
+
+def run(
+    base: BaseModelConfig, corpus_file: Path, extra_text: list[Path], out: Path
+) -> tuple[dict, list[dict]]:
+    """Build the tokenizer and model, pretrain, save to `out`; returns (metrics, loss history)."""
     if base.source != "build" or base.build is None:
         raise SystemExit(
             f"build_base builds a base model only for source='build'; this base has source={base.source!r}"
             f" (model={base.model!r}), which is loaded from the hub, not built"
         )
     build = base.build
-
-    corpus = args.corpus.read_text(encoding="utf-8")
-    extra = [f.read_text(encoding="utf-8") for f in args.extra_text]
+    corpus = corpus_file.read_text(encoding="utf-8")
+    extra = [f.read_text(encoding="utf-8") for f in extra_text]
     tokenizer = build_tokenizer([corpus, *extra], build.vocab_size)
     log.info("tokenizer: %d tokens (asked for %d)", len(tokenizer), build.vocab_size)
     model = init_model(tokenizer, build)
@@ -76,14 +75,21 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     history = pretrain(model, tokenizer, corpus, build)
     train_seconds = time.perf_counter() - t0
-    save_base(model, tokenizer, args.out)
-
+    save_base(model, tokenizer, out)
     metrics = {
         "num_parameters": n_params,
         "vocab_size": len(tokenizer),
         **summarize(history, build.batch_size * build.seq_len, train_seconds),
     }
-    finish("build_base", args, cfg, metrics, artifacts=[args.out], started=started, history=thin(history))
+    return metrics, history
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        metrics, history = run(cfg["base"], a.corpus, a.extra_text, a.out)
+        return Outcome(metrics, [a.out], history=thin(history))
+
+    run_stage("build_base", __doc__, argv, arguments, {"base": BaseModelConfig}, body)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
-import time
+import argparse
 from pathlib import Path
 
 from aft.method.chat_templates import load_chat_template
@@ -15,35 +15,41 @@ from aft.method.dataset import build_examples, filter_by_length, token_lengths
 from aft.method.prompts import load_template
 from aft.pipeline.config import BaseModelConfig, DatasetConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", required=True, choices=["sft", "aft_off", "aft_on"])
     p.add_argument("--proposals", type=Path, required=True)
     p.add_argument("--targets", type=Path, required=True)
     p.add_argument("--tokenizer", required=True, help="the base model (its tokenizer measures lengths)")
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, dataset=DatasetConfig, base=BaseModelConfig)
-    dc, base = cfg["dataset"], cfg["base"]
+
+
+def run(
+    dc: DatasetConfig,
+    base: BaseModelConfig,
+    variant: str,
+    proposals: Path,
+    targets: Path,
+    tokenizer: str,
+    out: Path,
+) -> dict:
+    """Build, length-filter and write the training rows; returns the counts."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, revision=base.revision)
-    tokenizer.chat_template = load_chat_template(base.chat_template)
-    targets = {t["id"]: t["target"] for t in read_jsonl(args.targets)}
+    tok = AutoTokenizer.from_pretrained(tokenizer, revision=base.revision)
+    tok.chat_template = load_chat_template(base.chat_template)
+    target_of = {t["id"]: t["target"] for t in read_jsonl(targets)}
     examples, counts = build_examples(
-        args.variant,
-        read_jsonl(args.proposals),
-        targets,
+        variant,
+        read_jsonl(proposals),
+        target_of,
         load_template(dc.template_file),
         dc.direct_fraction,
         dc.seed,
     )
-    lengths = token_lengths(tokenizer, [e["messages"] for e in examples])
+    lengths = token_lengths(tok, [e["messages"] for e in examples])
     examples, length_counts = filter_by_length(examples, lengths, dc.max_length)
     if not examples:
         raise SystemExit(
@@ -51,13 +57,22 @@ def main(argv: list[str] | None = None) -> None:
             f" {dc.max_length} tokens)"
         )
     counts.update(length_counts)
-    metrics = dict(counts) | {
+    return dict(counts) | {
         "dropped_too_long": length_counts["dropped_too_long"],
-        "examples_out": write_jsonl(args.out, examples),
+        "examples_out": write_jsonl(out, examples),
         "kept_aggregation": sum(e["kind"] == "aggregation" for e in examples),
         "kept_direct": sum(e["kind"] == "direct" for e in examples),
     }
-    finish("build_dataset", args, cfg, metrics, [args.out], started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        metrics = run(cfg["dataset"], cfg["base"], a.variant, a.proposals, a.targets, a.tokenizer, a.out)
+        return Outcome(metrics, [a.out])
+
+    run_stage(
+        "build_dataset", __doc__, argv, arguments, {"dataset": DatasetConfig, "base": BaseModelConfig}, body
+    )
 
 
 if __name__ == "__main__":

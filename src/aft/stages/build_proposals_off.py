@@ -6,35 +6,40 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
-import time
+import argparse
 from pathlib import Path
 
 from aft.method.proposals import normalise_ultrafeedback
 from aft.pipeline.config import ProposalsConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ultrafeedback", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, proposals=ProposalsConfig)
-    pc = cfg["proposals"]
+
+
+def run(pc: ProposalsConfig, ultrafeedback: Path, out: Path) -> dict:
+    """Normalise the UltraFeedback rows into proposal records; returns the counts (every drop named)."""
     records, counts = normalise_ultrafeedback(
-        read_jsonl(args.ultrafeedback),
+        read_jsonl(ultrafeedback),
         pc.num_proposals,
         pc.rating,
         pc.shuffle_seed,
         pc.drop_duplicate_completions,
     )
     if not records:
-        raise SystemExit(f"no query kept from {args.ultrafeedback}: {dict(counts)}")
-    write_jsonl(args.out, records)
-    finish("build_proposals_off", args, cfg, dict(counts), [args.out], started)
+        raise SystemExit(f"no query kept from {ultrafeedback}: {dict(counts)}")
+    write_jsonl(out, records)
+    return dict(counts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        return Outcome(run(cfg["proposals"], a.ultrafeedback, a.out), [a.out])
+
+    run_stage("build_proposals_off", __doc__, argv, arguments, {"proposals": ProposalsConfig}, body)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ Usage (what the rules run; runnable by hand too):
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
-import time
 from pathlib import Path
 
 from aft.gen import shards
@@ -26,7 +26,7 @@ from aft.method.proposals import collect_samples, icl_prompt, on_policy_records
 from aft.miniature.world import is_correct
 from aft.pipeline.config import BaseModelConfig, OnPolicyConfig, ProposalsConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, add_scatter_arguments, run_stage
 
 # content-deciding settings only: a lower gpu_memory_utilization after an OOM keeps the finished shards
 ENGINE_CONTENT_KEYS = ("dtype", "max_model_len")
@@ -59,25 +59,32 @@ def shard_context(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--base-model", required=True)
     p.add_argument("--out", type=Path, required=True, help="the proposals (with --job: names <out>.shards/)")
     add_scatter_arguments(p)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, proposals=ProposalsConfig, on_policy=OnPolicyConfig, base=BaseModelConfig)
-    pc, on, base = cfg["proposals"], cfg["on_policy"], cfg["base"]
-    queries = read_jsonl(args.queries)
+
+
+def run(
+    pc: ProposalsConfig,
+    on: OnPolicyConfig,
+    base: BaseModelConfig,
+    queries_file: Path,
+    base_model: str,
+    out: Path,
+    job: int | None = None,
+    parts: list[Path] | None = None,
+) -> Outcome:
+    """Sample the proposals shard by shard: all of them, scatter job `job`'s, or the gather of `parts`."""
+    queries = read_jsonl(queries_file)
     template = load_template(on.icl_prompt_file)
     sampling = Sampling(on.num_samples, on.temperature, on.top_p, on.max_new_tokens, tuple(on.stop))
     engines: list[VLLMEngine] = []  # started on the first shard that needs it: a finished run needs none
 
     def process(part: list[dict]) -> shards.ShardResult:
         if not engines:
-            engines.append(VLLMEngine(args.base_model, on.engine, seed=on.seed, revision=base.revision))
+            engines.append(VLLMEngine(base_model, on.engine, seed=on.seed, revision=base.revision))
         engine = engines[0]
         before = engine.stats.snapshot()
         prompts = [icl_prompt(template, q["messages"][-1]["content"]) for q in part]
@@ -100,20 +107,29 @@ def main(argv: list[str] | None = None) -> None:
         counts.update(engine.stats.cost_since(before))
         return records, counts
 
-    context = shard_context(on, pc, base, args.base_model, template)
+    context = shard_context(on, pc, base, base_model, template)
     records, counts, summary = shards.run_stage(
-        queries, on.shard_size, args.out, context, process, on.num_jobs, args.job, args.parts
+        queries, on.shard_size, out, context, process, on.num_jobs, job, parts
     )
-    if args.job is not None:
-        finish_part("build_proposals_on", args, cfg, counts, summary, on.num_jobs, started)
-        return
-    write_jsonl(args.out, records)
+    if job is not None:
+        metrics = {"job": job, "num_jobs": on.num_jobs} | dict(counts) | summary.as_dict()
+        return Outcome(metrics, stage="build_proposals_on_part")
+    write_jsonl(out, records)
     metrics = {"queries": len(queries)} | dict(counts) | summary.as_dict()
     acc = proposal_accuracy(records, queries)
     if acc is not None:
         metrics["proposal_accuracy"] = acc
-    finish("build_proposals_on", args, cfg, metrics, [args.out], started)
-    shards.remove(shards.work_dir(args.out))
+    return Outcome(metrics, [out], cleanup=[shards.work_dir(out)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        return run(
+            cfg["proposals"], cfg["on_policy"], cfg["base"], a.queries, a.base_model, a.out, a.job, a.parts
+        )
+
+    models = {"proposals": ProposalsConfig, "on_policy": OnPolicyConfig, "base": BaseModelConfig}
+    run_stage("build_proposals_on", __doc__, argv, arguments, models, body)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ Usage (what the rules run; runnable by hand too):
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from aft.method.targets import best_rated_targets, teacher_targets
 from aft.miniature.exact_match import oracle_targets
 from aft.pipeline.config import TargetsConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import add_scatter_arguments, finish, finish_part, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, add_scatter_arguments, run_stage
 
 NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out": 0}
 
@@ -83,38 +83,49 @@ def model_targets(
     return shards.run_stage(records, tc.shard_size, out, context, process, tc.num_jobs, job, parts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proposals", type=Path, required=True)
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the targets (with --job: names <out>.shards/)")
     add_scatter_arguments(p)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, targets=TargetsConfig)
-    tc = cfg["targets"]
-    if tc.teacher != "model" and (args.job is not None or args.parts):
+
+
+def run(
+    tc: TargetsConfig,
+    proposals: Path,
+    queries: Path,
+    out: Path,
+    job: int | None = None,
+    parts: list[Path] | None = None,
+) -> Outcome:
+    """The targets of every proposal record (or scatter job `job`'s shards, or the gather of `parts`)."""
+    if tc.teacher != "model" and (job is not None or parts):
         raise SystemExit(f"--job/--parts: teacher={tc.teacher} makes no shards")
-    records = read_jsonl(args.proposals)
+    records = read_jsonl(proposals)
     metrics: dict = {"records_in": len(records)}
     if tc.teacher == "oracle":
-        answers = {q["id"]: q["answer"] for q in read_jsonl(args.queries) if q.get("answer") is not None}
+        answers = {q["id"]: q["answer"] for q in read_jsonl(queries) if q.get("answer") is not None}
         targets = oracle_targets(records, answers)
         metrics |= NO_TOKENS
     elif tc.teacher == "best_rated":
         targets = best_rated_targets(records)
         metrics |= NO_TOKENS | {"dropped_unrated": len(records) - len(targets)}
     else:
-        targets, counts, summary = model_targets(tc, records, args.out, args.job, args.parts)
-        if args.job is not None:
-            finish_part("build_targets", args, cfg, counts, summary, tc.num_jobs, started)
-            return
+        targets, counts, summary = model_targets(tc, records, out, job, parts)
+        if job is not None:
+            part = {"job": job, "num_jobs": tc.num_jobs} | dict(counts) | summary.as_dict()
+            return Outcome(part, stage="build_targets_part")
         metrics |= dict(counts) | summary.as_dict()
-    metrics["targets_out"] = write_jsonl(args.out, targets)
+    metrics["targets_out"] = write_jsonl(out, targets)
     metrics["dropped"] = len(records) - metrics["targets_out"]
-    finish("build_targets", args, cfg, metrics, [args.out], started)
-    shards.remove(shards.work_dir(args.out))
+    return Outcome(metrics, [out], cleanup=[shards.work_dir(out)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        return run(cfg["targets"], a.proposals, a.queries, a.out, a.job, a.parts)
+
+    run_stage("build_targets", __doc__, argv, arguments, {"targets": TargetsConfig}, body)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from aft.method.interface import Engine
 from aft.method.prompts import load_template
 from aft.pipeline.config import InferenceConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 
 
 def settings(ic: InferenceConfig) -> AggSettings:
@@ -77,32 +78,41 @@ def answer_rows(
     return answers, traces
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", required=True, choices=["direct", "agg"])
     p.add_argument("--model", required=True, help="a trained model folder or a hub id")
     p.add_argument("--revision", default=None, help="pinned hub revision of --model")
     p.add_argument("--bench", type=Path, required=True)
     p.add_argument("--bench-name", required=True, help="exact_match, alpaca_eval2 or mt_bench")
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, inference=InferenceConfig)
-    ic = cfg["inference"]
-    rows = read_jsonl(args.bench)
-    engine = VLLMEngine(args.model, ic.engine, seed=ic.seed, revision=args.revision)
+
+
+def run(
+    ic: InferenceConfig, mode: str, model: str, revision: str | None, bench: Path, bench_name: str, out: Path
+) -> dict:
+    """Answer every question of `bench` and write them with their traces; returns the engine's cost."""
+    started = time.time()
+    rows = read_jsonl(bench)
+    engine = VLLMEngine(model, ic.engine, seed=ic.seed, revision=revision)
     template = load_template(ic.template_file)
-    answers, traces = answer_rows(rows, ic, args.bench_name, args.mode, engine, template)
+    answers, traces = answer_rows(rows, ic, bench_name, mode, engine, template)
     out_rows = [
         {"id": r["id"], "turns": r["turns"], "outputs": a, "trace": t}
         for r, a, t in zip(rows, answers, traces, strict=True)
     ]
-    write_jsonl(args.out, out_rows)
+    write_jsonl(out, out_rows)
     metrics = {"n_questions": len(rows)} | engine.stats.as_dict("engine_")
     wall = time.time() - started
     metrics["generated_tokens_per_s"] = engine.stats.generated_tokens / max(wall, 1e-9)
-    finish("generate_answers", args, cfg, metrics, [args.out], started)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        metrics = run(cfg["inference"], a.mode, a.model, a.revision, a.bench, a.bench_name, a.out)
+        return Outcome(metrics, [a.out])
+
+    run_stage("generate_answers", __doc__, argv, arguments, {"inference": InferenceConfig}, body)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
+import argparse
 import logging
-import time
 from pathlib import Path
 
 from aft.eval.judging import PAPER_JUDGE_NAMES, is_paper_judge
@@ -24,7 +24,7 @@ from aft.miniature.exact_match import exact_match, judgment_rows
 from aft.pipeline.config import OPENAI_API, JudgeConfig
 from aft.pipeline.io import read_jsonl, write_json, write_jsonl
 from aft.pipeline.sources import read_all_records
-from aft.pipeline.stage import finish, parse_wildcards, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, parse_wildcards, run_stage
 
 log = logging.getLogger("aft")
 
@@ -104,10 +104,7 @@ def flat_metrics(result: dict) -> dict[str, float | int]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench-name", required=True)
     p.add_argument("--answers", type=Path, required=True)
     p.add_argument("--bench", type=Path, required=True)
@@ -115,48 +112,62 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--judge-prompts", type=Path, nargs="*", default=[], help="FastChat judge_prompts.jsonl")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--judgments", type=Path, required=True, help="per-question judgments (JSONL)")
-    args = p.parse_args(argv)
-    cfg = sections(args.config, judge=JudgeConfig)
-    jc: JudgeConfig = cfg["judge"]
-    name = args.bench_name
-    answers, bench = read_jsonl(args.answers), read_jsonl(args.bench)
-    wildcards = parse_wildcards(args.wildcards)
-    metrics: dict = {}
+
+
+def run(
+    jc: JudgeConfig,
+    name: str,
+    answers: list[dict],
+    bench: list[dict],
+    references: list[dict],
+    prompts: list[dict],
+    wildcards: dict[str, str],
+) -> tuple[dict, list[dict], dict, dict[str, str]]:
+    """Judge one model's answers; returns (result, per-question rows, judge metrics, record)."""
     if name == "exact_match":
         result = exact_match(answers, bench) | {"judge": "exact_match", "paper_judge": False}
-        rows = judgment_rows(answers, bench)
-        record = {"judge": "exact_match"}
-    elif name in ("alpaca_eval2", "mt_bench"):
-        references = read_all_records(args.reference)
-        with judge_client(jc, name) as client:
-            log.info("judging %s with %s", name, client.label)
-            if name == "alpaca_eval2":
-                generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)
-                result, rows = judge_alpaca_eval2(
-                    jc, answers, bench, references, generator or "model", client
-                )
-            else:
-                prompts = read_all_records(args.judge_prompts)
-                result, rows = judge_mt_bench(jc, answers, bench, references, prompts, client)
-            endpoint = jc.endpoint.base_url or OPENAI_API
-            on_openai = is_openai_api(jc.endpoint.base_url)
-            result |= {
-                "judge": client.label,
-                "judge_model": client.model,
-                "judge_endpoint": endpoint,
-                "paper_judge": is_paper_judge(name, client.model, on_openai),
-                "paper_judge_name": PAPER_JUDGE_NAMES[name],
-                "judge_stats": client.stats.as_dict(""),
-            }
-            metrics |= client.stats.as_dict("judge_")
-            record = {"judge": client.label, "judge_model": client.model, "judge_endpoint": endpoint}
-    else:
+        return result, judgment_rows(answers, bench), {}, {"judge": "exact_match"}
+    if name not in ("alpaca_eval2", "mt_bench"):
         raise SystemExit(f"unknown benchmark {name!r}; expected exact_match, alpaca_eval2 or mt_bench")
-    result |= {"bench": name, "wildcards": wildcards}
-    write_json(args.out, result)
-    write_jsonl(args.judgments, rows)
-    metrics = flat_metrics(result) | metrics
-    finish("judge_answers", args, cfg, metrics, [args.out, args.judgments], started, record=record)
+    with judge_client(jc, name) as client:
+        log.info("judging %s with %s", name, client.label)
+        if name == "alpaca_eval2":
+            generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)
+            result, rows = judge_alpaca_eval2(jc, answers, bench, references, generator or "model", client)
+        else:
+            result, rows = judge_mt_bench(jc, answers, bench, references, prompts, client)
+        endpoint = jc.endpoint.base_url or OPENAI_API
+        on_openai = is_openai_api(jc.endpoint.base_url)
+        result |= {
+            "judge": client.label,
+            "judge_model": client.model,
+            "judge_endpoint": endpoint,
+            "paper_judge": is_paper_judge(name, client.model, on_openai),
+            "paper_judge_name": PAPER_JUDGE_NAMES[name],
+            "judge_stats": client.stats.as_dict(""),
+        }
+        record = {"judge": client.label, "judge_model": client.model, "judge_endpoint": endpoint}
+        return result, rows, client.stats.as_dict("judge_"), record
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        wildcards = parse_wildcards(a.wildcards)
+        result, rows, judge_metrics, record = run(
+            cfg["judge"],
+            a.bench_name,
+            read_jsonl(a.answers),
+            read_jsonl(a.bench),
+            read_all_records(a.reference),
+            read_all_records(a.judge_prompts),
+            wildcards,
+        )
+        result |= {"bench": a.bench_name, "wildcards": wildcards}
+        write_json(a.out, result)
+        write_jsonl(a.judgments, rows)
+        return Outcome(flat_metrics(result) | judge_metrics, [a.out, a.judgments], record=record)
+
+    run_stage("judge_answers", __doc__, argv, arguments, {"judge": JudgeConfig}, body)
 
 
 if __name__ == "__main__":

@@ -7,27 +7,25 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
-import time
+import argparse
 from pathlib import Path
 
 from aft.eval.report import direction_checks, markdown_table, plot
 from aft.pipeline.config import ReportConfig
 from aft.pipeline.io import atomic_write_text, read_json, write_json
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", type=Path, nargs="+", required=True)
     p.add_argument("--table", type=Path, required=True)
     p.add_argument("--plot", type=Path, required=True)
     p.add_argument("--json", type=Path, required=True)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, report=ReportConfig)
-    rc = cfg["report"]
-    results = [read_json(f) for f in args.results]
+
+
+def run(rc: ReportConfig, result_files: list[Path], table: Path, plot_file: Path, json_file: Path) -> dict:
+    """Write the table, the plot and the collected results; returns how many rows and checks."""
+    results = [read_json(f) for f in result_files]
     checks = direction_checks(results)
     text = (
         "# AFT results\n\n"
@@ -35,15 +33,21 @@ def main(argv: list[str] | None = None) -> None:
         + "\n## Direction of the method (paper: AFT w/ Agg. > AFT > SFT)\n\n"
         + "".join(f"- {c}\n" for c in checks)
     )
-    atomic_write_text(args.table, text)
-    write_json(args.json, results)
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    plot(results, args.plot)
-    metrics = {
+    atomic_write_text(table, text)
+    write_json(json_file, results)
+    plot_file.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, plot_file)
+    return {
         "n_results": len(results),
         "direction_holds": sum("holds" in c and "NOT" not in c for c in checks),
     }
-    finish("make_report", args, cfg, metrics, [args.table, args.plot, args.json], started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        return Outcome(run(cfg["report"], a.results, a.table, a.plot, a.json), [a.table, a.plot, a.json])
+
+    run_stage("make_report", __doc__, argv, arguments, {"report": ReportConfig}, body)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
-import time
+import argparse
 from pathlib import Path
 
 from aft.eval import benchmarks
@@ -18,7 +18,7 @@ from aft.miniature import exact_match, world
 from aft.pipeline.config import DataConfig
 from aft.pipeline.io import write_jsonl
 from aft.pipeline.sources import read_all_records
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 
 
 def bench_rows(data: DataConfig, bench: str, files: list[Path]) -> list[dict]:
@@ -39,17 +39,21 @@ def bench_rows(data: DataConfig, bench: str, files: list[Path]) -> list[dict]:
     return benchmarks.mt_bench_rows(read_all_records(files))
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", required=True)
     p.add_argument("--source", type=Path, nargs="*", default=[], help="the benchmark's source files")
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, data=DataConfig)
-    n = write_jsonl(args.out, bench_rows(cfg["data"], args.bench, args.source))
-    finish("prepare_bench", args, cfg, {"n_questions": n}, [args.out], started)
+
+
+def run(data: DataConfig, bench: str, files: list[Path], out: Path) -> dict:
+    return {"n_questions": write_jsonl(out, bench_rows(data, bench, files))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        return Outcome(run(cfg["data"], a.bench, a.source, a.out), [a.out])
+
+    run_stage("prepare_bench", __doc__, argv, arguments, {"data": DataConfig}, body)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Usage (what the rule runs; runnable by hand too):
 
 from __future__ import annotations
 
-import time
+import argparse
 from pathlib import Path
 
 from aft.method.proposals import query_id
@@ -17,7 +17,7 @@ from aft.miniature import world
 from aft.pipeline.config import DataConfig
 from aft.pipeline.io import atomic_write_text, write_jsonl
 from aft.pipeline.sources import read_all_records
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 
 
 def prepare_miniature(cfg: DataConfig, out: Path, files: list[Path]) -> dict:
@@ -66,19 +66,22 @@ def prepare_paper(cfg: DataConfig, out: Path, files: list[Path]) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    started = time.time()
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ultrafeedback", type=Path, nargs="*", default=[], help="paper: UltraFeedback files")
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
-    cfg = sections(args.config, data=DataConfig)
-    data = cfg["data"]
+
+
+def run(data: DataConfig, ultrafeedback: list[Path], out: Path) -> dict:
     prepare = prepare_miniature if data.kind == "miniature" else prepare_paper
-    metrics = prepare(data, args.out, args.ultrafeedback)
-    files = sorted(f for f in args.out.rglob("*") if f.is_file())
-    finish("prepare_data", args, cfg, metrics, files, started)
+    return prepare(data, out, ultrafeedback)
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        metrics = run(cfg["data"], a.ultrafeedback, a.out)
+        return Outcome(metrics, sorted(f for f in a.out.rglob("*") if f.is_file()))
+
+    run_stage("prepare_data", __doc__, argv, arguments, {"data": DataConfig}, body)
 
 
 if __name__ == "__main__":

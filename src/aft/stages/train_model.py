@@ -14,16 +14,16 @@ tenth of the run), which is deleted once the final model is saved.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 from aft.pipeline.config import BaseModelConfig, TrainConfig
 from aft.pipeline.io import read_jsonl, sha256_file, write_json
-from aft.pipeline.stage import finish, parser, sections, setup_logging
+from aft.pipeline.stage import Outcome, run_stage
 from aft.train.training import (
     FINGERPRINT_FILE,
     accumulation_steps,
@@ -170,20 +170,17 @@ def run(
     return metrics, history, is_main
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = parser(__doc__)
+def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="training rows (jsonl with `messages`)")
     p.add_argument("--base-model", required=True, help="local folder or hub id of the base model")
     p.add_argument("--out", type=Path, required=True, help="folder for the fine-tuned model + tokenizer")
     p.add_argument(
         "--save-steps", type=int, default=None, help="checkpoint every N steps (default: 1/10 run)"
     )
-    args = p.parse_args(argv)
-    setup_logging()
-    _quiet_progress_bars()
-    started = time.time()
-    cfg = sections(args.config, train=TrainConfig, base=BaseModelConfig)
-    train, base = cfg["train"], cfg["base"]
+
+
+def check_launch(train: TrainConfig) -> None:
+    """The global batch must split over the launched ranks; say so when they differ from the config."""
     launched = _launched_world_size()
     try:
         accumulation_steps(train, launched)
@@ -200,9 +197,16 @@ def main(argv: list[str] | None = None) -> None:
             accumulation_steps(train, launched),
             train.global_batch_size,
         )
-    metrics, history, is_main = run(train, base, args.data, args.base_model, args.out, args.save_steps)
-    if is_main:
-        finish(STAGE, args, cfg, metrics, [args.out], started, history=history)
+
+
+def main(argv: list[str] | None = None) -> None:
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome | None:
+        _quiet_progress_bars()
+        check_launch(cfg["train"])
+        metrics, history, is_main = run(cfg["train"], cfg["base"], a.data, a.base_model, a.out, a.save_steps)
+        return Outcome(metrics, [a.out], history=history) if is_main else None  # rank 0 reports
+
+    run_stage(STAGE, __doc__, argv, arguments, {"train": TrainConfig, "base": BaseModelConfig}, body)
     _close_process_group()
 
 
