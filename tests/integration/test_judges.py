@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from aft.eval.benchmarks import alpaca_eval_rows, mt_bench_rows
+from aft.eval import alpaca_eval2, mt_bench
 from aft.pipeline.io import read_json, read_jsonl, write_jsonl
 from aft.pipeline.sources import read_records
 from tests.conftest import shared_file
@@ -204,7 +204,7 @@ def work(server, tmp_path_factory):
 
 def test_alpaca_eval2_through_vllm_judge(server, work, monkeypatch):
     refs_path = shared_file("data/alpaca_eval/gpt4_1106_preview_outputs.json")
-    rows = alpaca_eval_rows(read_records(shared_file("data/alpaca_eval/instructions.jsonl")))
+    rows = alpaca_eval2.question_rows(read_records(shared_file("data/alpaca_eval/instructions.jsonl")))
     refs = read_records(refs_path)
     shortest = sorted(range(len(rows)), key=lambda i: len(refs[i]["output"]) + len(rows[i]["turns"][0]))
     picked = sorted(shortest[:AE_SLICE])
@@ -262,7 +262,7 @@ def test_alpaca_eval2_through_vllm_judge(server, work, monkeypatch):
 
 
 def test_mt_bench_through_vllm_judge(server, work):
-    questions = mt_bench_rows(read_records(shared_file("data/mt_bench/question.jsonl")))
+    questions = mt_bench.question_rows(read_records(shared_file("data/mt_bench/question.jsonl")))
     per_cat: dict[str, list[dict]] = {}
     for q in questions:
         per_cat.setdefault(q["category"], []).append(q)

@@ -9,7 +9,6 @@ import math
 import pytest
 
 from aft.eval import alpaca_eval2 as ae
-from aft.eval.benchmarks import alpaca_eval_rows
 from aft.pipeline.sources import read_records
 from tests.conftest import shared_file
 from tests.judge_fakes import write_synthetic_df_gamed
@@ -19,7 +18,7 @@ P_LOSER = 1 / (1 + math.e)  # the judge's probability for the slot it does not p
 
 @pytest.fixture(scope="module")
 def real():
-    rows = alpaca_eval_rows(read_records(shared_file("data/alpaca_eval/instructions.jsonl")))
+    rows = ae.question_rows(read_records(shared_file("data/alpaca_eval/instructions.jsonl")))
     refs = read_records(shared_file("data/alpaca_eval/gpt4_1106_preview_outputs.json"))
     return rows, refs
 

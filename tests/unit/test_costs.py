@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from aft.eval.registry import Sizes
 from aft.tools.costs import (
     BENCHES,
-    Bench,
     Compute,
     DataStages,
     Lengths,
@@ -138,7 +138,7 @@ def test_training_rows_by_hand_and_checkpoints_are_not_trained():
     assert aft_off.gpu_hours == pytest.approx(6 * 8e9 * 2 * 100 * (125 + 40) / 5e14 / 3600)
 
 
-TINY = Bench(10, query_chars=(40.0, 20.0), judge_chars=(400.0, 800.0), reference_chars=(40.0, 80.0),
+TINY = Sizes(10, query_chars=(40.0, 20.0), judge_chars=(400.0, 800.0), reference_chars=(40.0, 80.0),
              judge_reply_tokens=None)  # fmt: skip
 
 

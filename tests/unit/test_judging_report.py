@@ -1,6 +1,7 @@
 import pytest
 
-from aft.eval.report import PAPER, direction_checks, markdown_table
+from aft.eval.registry import REGISTRY
+from aft.eval.report import direction_checks, markdown_table
 from aft.miniature.exact_match import exact_match
 from aft.pipeline.config import load_config
 from aft.train.launch import train_launcher
@@ -54,7 +55,7 @@ def test_table_has_paper_shape_and_paper_numbers_beside_matching_bench():
     )
     assert lines[2] == "| llama | SFT | 10.0 ± 0.4 | 8.0 | 20.0 ± 1.3 | 7.3 |"
     assert lines[4] == "| llama | AFT-off-policy w/ Agg. | 12.0 | 40.3 | 20.0 | 47.8 |"
-    assert PAPER["Llama-3.1-8B"]["AFT-off-policy w/ Agg."]["ae2_lc"] == 40.3
+    assert REGISTRY["alpaca_eval2"].paper["Llama-3.1-8B"]["AFT-off-policy w/ Agg."]["ae2_lc"] == 40.3
 
 
 def test_an_open_judges_numbers_are_labelled_as_its_own_not_gpt4s():

@@ -18,7 +18,7 @@ HEAVY = ("torch", "vllm", "mlflow", "httpx", "transformers", "openai")
 # modules that take plain data and return plain data: unit-tested on CPU in milliseconds
 PURE = sorted(
     [p for p in (PKG / "method").glob("*.py")]
-    + [PKG / "eval" / f"{m}.py" for m in ("benchmarks", "judging", "mt_bench", "report")]
+    + [PKG / "eval" / f"{m}.py" for m in ("registry", "mt_bench", "report")]
 )
 
 

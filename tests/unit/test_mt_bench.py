@@ -9,7 +9,6 @@ import re
 import pytest
 
 from aft.eval import mt_bench as mt
-from aft.eval.benchmarks import mt_bench_rows
 from aft.gen.judge_client import JudgeClient
 from aft.pipeline.config import JudgeEndpointConfig
 from aft.pipeline.sources import read_records
@@ -20,7 +19,7 @@ from tests.judge_fakes import FAKE_JUDGE_PROMPTS, FakeJudgeServer, chat_reply
 @pytest.fixture(scope="module")
 def fastchat():
     prompts = read_records(shared_file("data/mt_bench/judge_prompts.jsonl"))
-    questions = mt_bench_rows(read_records(shared_file("data/mt_bench/question.jsonl")))
+    questions = mt.question_rows(read_records(shared_file("data/mt_bench/question.jsonl")))
     refs = mt.reference_answers(read_records(shared_file("data/mt_bench/reference_answer_gpt-4.jsonl")))
     return {"prompts": {p["name"]: p for p in prompts}, "questions": questions, "refs": refs}
 

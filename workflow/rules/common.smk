@@ -6,6 +6,7 @@ import shlex
 
 from snakemake.utils import validate
 
+from aft.eval.registry import REGISTRY
 from aft.pipeline.cluster import job_resources, site_problems, slurm_accounts
 from aft.pipeline.config import config_hash, load_config
 from aft.train.launch import train_launcher
@@ -27,7 +28,7 @@ wildcard_constraints:
     base="|".join(BASES),
     variant="sft|aft_off|aft_on",
     mode="direct|agg",
-    bench="exact_match|alpaca_eval2|mt_bench",
+    bench="|".join(REGISTRY),
     pset="off|" + "|".join(f"on_{b}" for b in BASES),
     job=r"\d+",
 
@@ -138,7 +139,6 @@ def source_location(source, file):
 
 SOURCES = CFG.sources.named()
 SOURCE_FILES = [path for name in SOURCES for path in source_files(name)]
-BENCH_SOURCE = {"alpaca_eval2": "alpaca_eval_instructions", "mt_bench": "mt_bench_questions"}
 PSETS = ["off"] + [f"on_{b}" for b in BASES]
 JUDGED = expand(
     "results/judge_answers/{base}/{variant}/{mode}/{bench}.json",
@@ -171,15 +171,18 @@ def answer_revision(w):
     return f"--revision {ck.revision}" if ck and ck.revision else ""
 
 
-# the judge's files: reference outputs/answers and (MT-Bench) FastChat's judge prompts, from sources
-JUDGE_REFERENCE = {"alpaca_eval2": "alpaca_eval_reference", "mt_bench": "mt_bench_reference_answers"}
-JUDGE_PROMPTS = {"mt_bench": "mt_bench_judge_prompts"}
+def bench_files(bench):
+    """A benchmark's question files (aft.eval.registry: its questions source), none for the miniature's."""
+    name = REGISTRY[bench].questions_source
+    return source_files(name) if name else []
 
 
-def judge_files(table, bench):
-    return source_files(table[bench]) if bench in table else []
+def judge_files(role, bench):
+    """A benchmark's judge files of one role (`reference`, `judge_prompts`), from its registry entry."""
+    name = REGISTRY[bench].judge_sources.get(role)
+    return source_files(name) if name else []
 
 
 def judge_requests(bench):
     endpoint = CFG.judge.endpoint
-    return endpoint.concurrency if bench in JUDGE_REFERENCE and endpoint is not None else 0
+    return endpoint.concurrency if REGISTRY[bench].llm_judged and endpoint is not None else 0

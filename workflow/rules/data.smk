@@ -63,7 +63,7 @@ rule prepare_data:
 
 rule prepare_bench:
     input:
-        source=lambda w: source_files(BENCH_SOURCE[w.bench]) if w.bench in BENCH_SOURCE else [],
+        source=lambda w: bench_files(w.bench),
     output:
         bench="results/prepare_bench/{bench}.jsonl",
         metrics="results/prepare_bench/{bench}.metrics.json",

@@ -6,8 +6,8 @@ rule judge_answers:
     input:
         answers="results/generate_answers/{base}/{variant}/{mode}/{bench}.jsonl",
         bench="results/prepare_bench/{bench}.jsonl",
-        reference=lambda w: judge_files(JUDGE_REFERENCE, w.bench),
-        judge_prompts=lambda w: judge_files(JUDGE_PROMPTS, w.bench),
+        reference=lambda w: judge_files("reference", w.bench),
+        judge_prompts=lambda w: judge_files("judge_prompts", w.bench),
     output:
         result="results/judge_answers/{base}/{variant}/{mode}/{bench}.json",
         judgments="results/judge_answers/{base}/{variant}/{mode}/{bench}.judgments.jsonl",

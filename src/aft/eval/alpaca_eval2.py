@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aft.gen.judge_client import JudgeClient
+from aft.pipeline.config import JudgeConfig
 
 REFERENCE_GENERATOR = "gpt4_1106_preview"
 DECODING_KEYS = ("max_tokens", "temperature", "top_p", "logprobs", "top_logprobs")
@@ -169,3 +170,42 @@ def judgment_rows(annotations) -> list[dict]:
             rec[k] = None if isinstance(v, float) and math.isnan(v) else v
         rows.append(json.loads(json.dumps(rec, default=str)))
     return rows
+
+
+def question_rows(instructions: list[dict]) -> list[dict]:
+    """The 805 AlpacaEval instructions (chat-query records) in the project's schema, canonical order kept."""
+    rows = []
+    for i, rec in enumerate(instructions):
+        query = rec["query"] if "query" in rec else [{"role": "user", "content": rec["instruction"]}]
+        turns = [m["content"] for m in query if m["role"] == "user"]
+        rows.append({"id": f"ae{i:03d}", "turns": turns, "answer": None, "category": "alpaca_eval"})
+    return rows
+
+
+def judge_answers(
+    jc: JudgeConfig,
+    answers: list[dict],
+    bench: list[dict],
+    references: list[dict],
+    prompts: list[dict],
+    client: JudgeClient,
+    generator: str,
+) -> tuple[dict, list[dict]]:
+    """LC and raw win rate against the reference outputs, through alpaca-eval's own annotator."""
+    if jc.alpaca_eval2 is None:
+        raise SystemExit("benchmark 'alpaca_eval2' needs the judge.alpaca_eval2 section")
+    if not references:
+        raise SystemExit("benchmark 'alpaca_eval2' needs the reference outputs: give --reference FILE")
+    cfg = jc.alpaca_eval2
+    model_out, ref_out = head_to_head(bench, answers, references, generator)
+    annotations = annotate(
+        model_out,
+        ref_out,
+        completions_fn(client),
+        client.model,
+        cfg.annotator,
+        cfg.seed,
+        canonical_index(bench),
+    )
+    metrics = win_rates(annotations, cfg.hf_cache_dir)
+    return result(annotations, metrics) | {"protocol": cfg.annotator}, judgment_rows(annotations)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aft.method.interface import Message
+from aft.pipeline.config import JudgeConfig
 
 NEED_REF_CATS = ("math", "reasoning", "coding")
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
@@ -173,3 +174,38 @@ def scores(judgments: list[dict]) -> dict:
         "unparsable": unparsable,
         "n_reasked": sum(j["asked"] > 1 for j in judgments),
     }
+
+
+def question_rows(questions: list[dict]) -> list[dict]:
+    """The 80 two-turn questions in the project's schema."""
+    return [
+        {"id": str(q["question_id"]), "turns": list(q["turns"]), "answer": None, "category": q["category"]}
+        for q in questions
+    ]
+
+
+def judge_answers(
+    jc: JudgeConfig,
+    answers: list[dict],
+    bench: list[dict],
+    references: list[dict],
+    prompts: list[dict],
+    client,
+    generator: str,
+) -> tuple[dict, list[dict]]:
+    """FastChat single-answer grading of both turns through `client` (aft.gen.judge_client)."""
+    if jc.mt_bench is None:
+        raise SystemExit("benchmark 'mt_bench' needs the judge.mt_bench section")
+    if not prompts:
+        raise SystemExit("benchmark 'mt_bench' needs FastChat's judge prompts: give --judge-prompts FILE")
+    cfg = jc.mt_bench
+    todo = matches(bench, answers, judge_prompts(prompts), reference_answers(references))
+
+    def ask(conversations: list[list[dict]], attempt: int) -> list[str]:
+        decoding = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        requests = [client.request(c, **decoding) for c in conversations]
+        replies = client.chat_many(requests, [attempt] * len(requests))
+        return [(r.get("message") or {}).get("content") or "" for r in replies]
+
+    judgments = judge(todo, ask, cfg.max_parse_retries)
+    return scores(judgments) | {"protocol": "fastchat-single"}, judgments

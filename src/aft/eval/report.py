@@ -1,62 +1,20 @@
 """The results table in the paper's shape, the paper's numbers beside ours where the benchmark matches.
+Columns, headline scores, the paper's numbers and judges come from the registry (aft.eval.registry).
 
 LLM-judged columns carry the name of the judge that produced them, and the paper's columns the paper's
 judge, so an open judge's numbers are never read as GPT-4's."""
 
 from __future__ import annotations
 
-from aft.eval.judging import PAPER_JUDGE_NAMES
+from aft.eval.registry import REGISTRY, Column
 
-# Table of arXiv 2501.11877 (spec/method.md): MT-Bench 1st/2nd/avg, AlpacaEval 2 LC/WR (%).
-PAPER: dict[str, dict[str, dict[str, float]]] = {
-    "Mistral-7B-v0.1": {
-        "SFT": {"mt_1st": 6.6, "mt_2nd": 6.1, "mt_avg": 6.4, "ae2_lc": 6.7, "ae2_wr": 6.1},
-        "AFT-off-policy": {"mt_1st": 7.7, "mt_2nd": 6.3, "mt_avg": 7.0, "ae2_lc": 19.8, "ae2_wr": 20.0},
-        "AFT-off-policy w/ Agg.": {
-            "mt_1st": 8.0,
-            "mt_2nd": 7.0,
-            "mt_avg": 7.5,
-            "ae2_lc": 33.8,
-            "ae2_wr": 47.8,
-        },
-        "AFT-on-policy": {"mt_1st": 7.5, "mt_2nd": 6.4, "mt_avg": 6.9, "ae2_lc": 23.4, "ae2_wr": 24.9},
-        "AFT-on-policy w/ Agg.": {
-            "mt_1st": 8.3,
-            "mt_2nd": 7.0,
-            "mt_avg": 7.6,
-            "ae2_lc": 30.7,
-            "ae2_wr": 48.4,
-        },
-    },
-    "Llama-3.1-8B": {
-        "SFT": {"mt_1st": 7.3, "mt_2nd": 6.2, "mt_avg": 6.8, "ae2_lc": 8.0, "ae2_wr": 7.3},
-        "AFT-off-policy": {"mt_1st": 7.7, "mt_2nd": 6.9, "mt_avg": 7.3, "ae2_lc": 20.3, "ae2_wr": 19.6},
-        "AFT-off-policy w/ Agg.": {
-            "mt_1st": 8.3,
-            "mt_2nd": 7.6,
-            "mt_avg": 7.9,
-            "ae2_lc": 40.3,
-            "ae2_wr": 47.8,
-        },
-        "AFT-on-policy": {"mt_1st": 7.9, "mt_2nd": 6.9, "mt_avg": 7.4, "ae2_lc": 21.5, "ae2_wr": 21.8},
-        "AFT-on-policy w/ Agg.": {
-            "mt_1st": 8.5,
-            "mt_2nd": 7.6,
-            "mt_avg": 8.1,
-            "ae2_lc": 41.3,
-            "ae2_wr": 51.3,
-        },
-    },
-}
-
-# benchmark -> [(our score key, column title, paper key or None)]
-COLUMNS: dict[str, list[tuple[str, str, str | None]]] = {
-    "exact_match": [("accuracy", "EM acc. %", None)],
-    "mt_bench": [("turn1", "MT 1st", "mt_1st"), ("turn2", "MT 2nd", "mt_2nd"), ("avg", "MT avg", "mt_avg")],
-    "alpaca_eval2": [("lc_win_rate", "AE2 LC %", "ae2_lc"), ("win_rate", "AE2 WR %", "ae2_wr")],
-}
 VARIANT_LABEL = {"sft": "SFT", "aft_off": "AFT-off-policy", "aft_on": "AFT-on-policy"}
 ROW_ORDER = [(v, m) for v in ("sft", "aft_off", "aft_on") for m in ("direct", "agg")]
+
+
+def headline_column(bench: str) -> Column:
+    spec = REGISTRY[bench]
+    return next(c for c in spec.columns if c.key == spec.headline)
 
 
 def row_label(variant: str, mode: str) -> str:
@@ -89,17 +47,18 @@ def judges_of(results: list[dict]) -> dict[str, list[str]]:
 def markdown_table(results: list[dict], paper_bases: dict[str, str | None], paper_table: bool) -> str:
     """The report's table: one block of rows per base, our scores and the paper's side by side."""
     table = collect(results)
-    benches = [b for b in COLUMNS if any(b in v for v in table.values())]
+    benches = [b for b in REGISTRY if any(b in v for v in table.values())]
     judges = judges_of(results)
     head = ["base", "model"]
     for b in benches:
-        for _, title, pkey in COLUMNS[b]:
-            head.append(f"{title} [{', '.join(judges[b])}]" if b in PAPER_JUDGE_NAMES else title)
-            if paper_table and pkey:
-                head.append(f"{title} (paper) [{PAPER_JUDGE_NAMES[b]}]")
+        spec = REGISTRY[b]
+        for col in spec.columns:
+            head.append(f"{col.title} [{', '.join(judges[b])}]" if spec.llm_judged else col.title)
+            if paper_table and col.paper_key:
+                head.append(f"{col.title} (paper) [{spec.paper_judge_name}]")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for base in sorted({k[0] for k in table}):
-        paper = PAPER.get(paper_bases.get(base) or "", {})
+        paper_base = paper_bases.get(base) or ""
         for variant, mode in ROW_ORDER:
             scores = table.get((base, variant, mode))
             if scores is None:
@@ -107,12 +66,13 @@ def markdown_table(results: list[dict], paper_bases: dict[str, str | None], pape
             label = row_label(variant, mode)
             cells = [base, label]
             for b in benches:
-                for key, _, pkey in COLUMNS[b]:
+                paper = REGISTRY[b].paper.get(paper_base, {}).get(label, {})
+                for col in REGISTRY[b].columns:
                     r = scores.get(b)
-                    se = (r.get("standard_errors") or {}).get(key) if r else None
-                    cells.append(_fmt(r["scores"].get(key), se) if r else "–")
-                    if paper_table and pkey:
-                        cells.append(_fmt(paper.get(label, {}).get(pkey)))
+                    se = (r.get("standard_errors") or {}).get(col.key) if r else None
+                    cells.append(_fmt(r["scores"].get(col.key), se) if r else "–")
+                    if paper_table and col.paper_key:
+                        cells.append(_fmt(paper.get(col.paper_key)))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + judge_notes(results) + "\n"
 
@@ -122,14 +82,15 @@ def judge_notes(results: list[dict]) -> str:
     lines = ["Judges:"]
     for bench, names in judges_of(results).items():
         rows = [r for r in results if r["bench"] == bench]
-        if bench not in PAPER_JUDGE_NAMES:
+        paper_judge = REGISTRY[bench].paper_judge_name
+        if paper_judge is None:
             lines.append(f"- {bench}: {', '.join(names)}")
             continue
         if all(r.get("paper_judge") for r in rows):
-            verdict = f"the paper's judge ({PAPER_JUDGE_NAMES[bench]})"
+            verdict = f"the paper's judge ({paper_judge})"
         else:
             verdict = (
-                f"NOT the paper's judge ({PAPER_JUDGE_NAMES[bench]}): our numbers are not comparable with the"
+                f"NOT the paper's judge ({paper_judge}): our numbers are not comparable with the"
                 " paper's columns"
             )
         missing = sum(r.get("n_unjudged", 0) + r.get("n_unparsable", 0) for r in rows)
@@ -145,8 +106,8 @@ def direction_checks(results: list[dict]) -> list[str]:
     table = collect(results)
     lines = []
     for base in sorted({k[0] for k in table}):
-        for bench, cols in COLUMNS.items():
-            key = cols[-1][0] if bench == "mt_bench" else cols[0][0]
+        for bench, spec in REGISTRY.items():
+            key = spec.headline
 
             def score(v: str, m: str, bench: str = bench, key: str = key, base: str = base) -> float | None:
                 r = table.get((base, v, m), {}).get(bench)
@@ -177,7 +138,7 @@ def plot(results: list[dict], path) -> None:
     groups = sorted({(k[0], b) for k, v in table.items() for b in v})
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
     for ax, (base, bench) in zip(axes[0], groups):
-        key, title, _ = COLUMNS[bench][-1] if bench == "mt_bench" else COLUMNS[bench][0]
+        key, title = REGISTRY[bench].headline, headline_column(bench).title
         rows = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
         rows = [(label, r["scores"][key]) for label, r in rows if r is not None]
         ax.bar(

@@ -14,11 +14,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from aft.eval.registry import REGISTRY
+
 NAME = r"^[A-Za-z0-9][A-Za-z0-9.-]*$"  # no "_": it separates wildcard parts in paths
 Name = Annotated[str, Field(pattern=NAME)]
 Variant = Literal["sft", "aft_off", "aft_on"]
 Mode = Literal["direct", "agg"]
-Bench = Literal["exact_match", "alpaca_eval2", "mt_bench"]
+# the registry's benchmarks (aft.eval.registry), the one list of them
+Bench = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]
 
 
 class Section(BaseModel):
@@ -623,17 +626,18 @@ class Config(Section):
         if self.data.kind == "paper":
             if self.targets.teacher == "oracle":
                 raise ValueError("targets.teacher='oracle' needs data.kind='miniature' (known answers)")
-            if "exact_match" in self.grid.benchmarks:
-                raise ValueError("grid.benchmarks: 'exact_match' needs data.kind='miniature'")
             if any(b.source == "build" for b in self.bases.values()):
                 raise ValueError("bases: source='build' needs data.kind='miniature'")
             if self.sources.ultrafeedback is None:
                 raise ValueError("data.kind='paper' reads UltraFeedback: sources.ultrafeedback must be given")
-        needed = {"alpaca_eval2": "alpaca_eval_instructions", "mt_bench": "mt_bench_questions"}
-        for bench, name in needed.items():
-            if bench in self.grid.benchmarks and getattr(self.sources, name) is None:
+        for bench in self.grid.benchmarks:
+            spec = REGISTRY[bench]
+            if spec.data_kind != self.data.kind:
+                raise ValueError(f"grid.benchmarks: {bench!r} needs data.kind={spec.data_kind!r}")
+            name = spec.questions_source
+            if name and getattr(self.sources, name) is None:
                 raise ValueError(f"grid.benchmarks has {bench!r}: sources.{name} must be given")
-        llm_judged = [b for b in self.grid.benchmarks if b != "exact_match"]
+        llm_judged = [b for b in self.grid.benchmarks if REGISTRY[b].llm_judged]
         if llm_judged and not self.judge.model:
             raise ValueError(f"grid.benchmarks {llm_judged} need judge.model")
         unknown = sorted(set(self.report.paper_bases) - set(self.bases))
@@ -646,20 +650,17 @@ class Config(Section):
     @model_validator(mode="after")
     def _judge_and_checkpoint_checks(self) -> Config:
         judge = self.judge
-        for bench, section in (("alpaca_eval2", judge.alpaca_eval2), ("mt_bench", judge.mt_bench)):
-            if bench not in self.grid.benchmarks:
+        for bench in self.grid.benchmarks:
+            spec = REGISTRY[bench]
+            if not spec.llm_judged:
                 continue
             if judge.endpoint is None:
                 raise ValueError(f"grid.benchmarks has {bench!r}: judge.endpoint must be given, got null")
-            if section is None:
+            # an LLM-judged benchmark's settings are the judge section named after it
+            if getattr(judge, bench, None) is None:
                 raise ValueError(f"grid.benchmarks has {bench!r}: judge.{bench} must be given, got null")
-        needed = {
-            "alpaca_eval2": ["alpaca_eval_reference"],
-            "mt_bench": ["mt_bench_judge_prompts", "mt_bench_reference_answers"],
-        }
-        for bench, names in needed.items():
-            for name in names:
-                if bench in self.grid.benchmarks and getattr(self.sources, name) is None:
+            for name in spec.judge_sources.values():
+                if getattr(self.sources, name) is None:
                     raise ValueError(
                         f"grid.benchmarks has {bench!r}: its judge reads sources.{name}, got null"
                     )

@@ -15,10 +15,11 @@ Usage (what the rule runs; runnable by hand too):
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 from pathlib import Path
 
-from aft.eval.judging import PAPER_JUDGE_NAMES, is_paper_judge
+from aft.eval.registry import benchmark
 from aft.gen.judge_client import is_openai_api
 from aft.miniature.exact_match import exact_match, judgment_rows
 from aft.pipeline.config import OPENAI_API, JudgeConfig
@@ -36,57 +37,6 @@ def judge_client(jc: JudgeConfig, bench: str):
     if jc.endpoint is None or model is None:
         raise SystemExit(f"benchmark {bench!r} needs judge.endpoint and a judge model (judge.model)")
     return JudgeClient(jc.endpoint, model, jc.cache_dir)
-
-
-def judge_alpaca_eval2(
-    jc: JudgeConfig, answers: list[dict], bench: list[dict], references: list[dict], generator: str, client
-) -> tuple[dict, list[dict]]:
-    from aft.eval import alpaca_eval2 as ae
-
-    if jc.alpaca_eval2 is None:
-        raise SystemExit("benchmark 'alpaca_eval2' needs the judge.alpaca_eval2 section")
-    if not references:
-        raise SystemExit("benchmark 'alpaca_eval2' needs the reference outputs: give --reference FILE")
-    cfg = jc.alpaca_eval2
-    model_out, ref_out = ae.head_to_head(bench, answers, references, generator)
-    annotations = ae.annotate(
-        model_out,
-        ref_out,
-        ae.completions_fn(client),
-        client.model,
-        cfg.annotator,
-        cfg.seed,
-        ae.canonical_index(bench),
-    )
-    metrics = ae.win_rates(annotations, cfg.hf_cache_dir)
-    return ae.result(annotations, metrics) | {"protocol": cfg.annotator}, ae.judgment_rows(annotations)
-
-
-def judge_mt_bench(
-    jc: JudgeConfig,
-    answers: list[dict],
-    bench: list[dict],
-    references: list[dict],
-    prompt_rows: list[dict],
-    client,
-) -> tuple[dict, list[dict]]:
-    from aft.eval import mt_bench as mt
-
-    if jc.mt_bench is None:
-        raise SystemExit("benchmark 'mt_bench' needs the judge.mt_bench section")
-    if not prompt_rows:
-        raise SystemExit("benchmark 'mt_bench' needs FastChat's judge prompts: give --judge-prompts FILE")
-    cfg = jc.mt_bench
-    todo = mt.matches(bench, answers, mt.judge_prompts(prompt_rows), mt.reference_answers(references))
-
-    def ask(conversations: list[list[dict]], attempt: int) -> list[str]:
-        decoding = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
-        requests = [client.request(c, **decoding) for c in conversations]
-        replies = client.chat_many(requests, [attempt] * len(requests))
-        return [(r.get("message") or {}).get("content") or "" for r in replies]
-
-    judgments = mt.judge(todo, ask, cfg.max_parse_retries)
-    return mt.scores(judgments) | {"protocol": "fastchat-single"}, judgments
 
 
 def flat_metrics(result: dict) -> dict[str, float | int]:
@@ -124,26 +74,25 @@ def run(
     wildcards: dict[str, str],
 ) -> tuple[dict, list[dict], dict, dict[str, str]]:
     """Judge one model's answers; returns (result, per-question rows, judge metrics, record)."""
-    if name == "exact_match":
+    spec = benchmark(name)
+    if not spec.llm_judged:
         result = exact_match(answers, bench) | {"judge": "exact_match", "paper_judge": False}
         return result, judgment_rows(answers, bench), {}, {"judge": "exact_match"}
-    if name not in ("alpaca_eval2", "mt_bench"):
-        raise SystemExit(f"unknown benchmark {name!r}; expected exact_match, alpaca_eval2 or mt_bench")
+    code = importlib.import_module(spec.module)
     with judge_client(jc, name) as client:
         log.info("judging %s with %s", name, client.label)
-        if name == "alpaca_eval2":
-            generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)
-            result, rows = judge_alpaca_eval2(jc, answers, bench, references, generator or "model", client)
-        else:
-            result, rows = judge_mt_bench(jc, answers, bench, references, prompts, client)
+        generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)
+        result, rows = code.judge_answers(
+            jc, answers, bench, references, prompts, client, generator or "model"
+        )
         endpoint = jc.endpoint.base_url or OPENAI_API
         on_openai = is_openai_api(jc.endpoint.base_url)
         result |= {
             "judge": client.label,
             "judge_model": client.model,
             "judge_endpoint": endpoint,
-            "paper_judge": is_paper_judge(name, client.model, on_openai),
-            "paper_judge_name": PAPER_JUDGE_NAMES[name],
+            "paper_judge": spec.is_paper_judge(client.model, on_openai),
+            "paper_judge_name": spec.paper_judge_name,
             "judge_stats": client.stats.as_dict(""),
         }
         record = {"judge": client.label, "judge_model": client.model, "judge_endpoint": endpoint}

@@ -11,9 +11,10 @@ Usage (what the rule runs; runnable by hand too):
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
-from aft.eval import benchmarks
+from aft.eval.registry import benchmark
 from aft.miniature import exact_match, world
 from aft.pipeline.config import DataConfig
 from aft.pipeline.io import write_jsonl
@@ -22,21 +23,14 @@ from aft.pipeline.stage import Outcome, run_stage
 
 
 def bench_rows(data: DataConfig, bench: str, files: list[Path]) -> list[dict]:
-    if bench == "exact_match":
-        if data.kind != "miniature":
-            raise ValueError("benchmark 'exact_match' needs data.kind='miniature' (known answers)")
+    spec = benchmark(bench)
+    if data.kind != spec.data_kind:
+        raise ValueError(f"benchmark {bench!r} needs data.kind={spec.data_kind!r}")
+    if spec.data_kind == "miniature":
         return exact_match.question_rows(world.split_tasks(data.miniature, data.seed)["eval"])
-    if data.kind != "paper":
-        raise ValueError(
-            f"benchmark {bench!r} needs data.kind='paper' (its files come from the sources section)"
-        )
-    if bench not in ("alpaca_eval2", "mt_bench"):
-        raise ValueError(f"unknown benchmark {bench!r}; expected exact_match, alpaca_eval2 or mt_bench")
     if not files:
         raise ValueError(f"benchmark {bench!r} reads its source files: give --source FILE...")
-    if bench == "alpaca_eval2":
-        return benchmarks.alpaca_eval_rows(read_all_records(files))
-    return benchmarks.mt_bench_rows(read_all_records(files))
+    return importlib.import_module(spec.module).question_rows(read_all_records(files))
 
 
 def arguments(p: argparse.ArgumentParser) -> None:

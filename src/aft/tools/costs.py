@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field
 
+from aft.eval.registry import REGISTRY, Sizes
 from aft.pipeline.config import (
     BaseModelConfig,
     CheckpointConfig,
@@ -81,34 +82,8 @@ class PaperRun(DataStages):
     checkpoints: dict[str, dict[Variant, CheckpointConfig]] = Field(default_factory=dict)  # not trained
 
 
-@dataclass(frozen=True)
-class Bench:
-    """A benchmark as generate_answers and judge_answers see it. Characters are means measured on the
-    pinned files (the copies in ../shared/data), turned into tokens with --chars-per-token."""
-
-    questions: int
-    query_chars: tuple[float, ...]  # the user message of each turn (one entry a turn)
-    judge_chars: tuple[float, ...]  # the judge's prompt for each turn, without the texts filled in
-    reference_chars: tuple[float, ...]  # reference text the judge also reads for each turn
-    judge_reply_tokens: int | None  # a verdict of fixed length; None = a free-text judgment
-
-    @property
-    def turns(self) -> int:
-        return len(self.query_chars)
-
-
-BENCHES = {
-    # 805 instructions (165 characters). alpaca-eval's weighted_alpaca_eval_gpt4_turbo judge reads its
-    # prompt (system + template, ~1,300 characters; counted on a copy, not the pinned file), the
-    # instruction, the gpt4_1106_preview reference output (2,049 characters) and the answer, and replies
-    # with 1 token (max_tokens 1: the logprobs of "m"/"M" are the verdict).
-    "alpaca_eval2": Bench(805, (165.0,), (1_300.0,), (2_049.0,), 1),
-    # 80 questions of 2 turns (300 and 105 characters). FastChat's single-answer prompts: 669 / 825
-    # characters (turn 1 / 2), the math/reasoning/coding ones 795 / 1,045 characters and with GPT-4's
-    # reference answers (753 characters a turn) for 30 of the 80 questions: the means below. The turn-2
-    # judge reads both questions, both answers (and both references).
-    "mt_bench": Bench(80, (300.0, 105.0), (716.0, 908.0), (282.0, 565.0), None),
-}
+# paper-scale sizes of every benchmark that has them, from the registry
+BENCHES: dict[str, Sizes] = {name: b.sizes for name, b in REGISTRY.items() if b.sizes is not None}
 
 
 @dataclass(frozen=True)
@@ -298,14 +273,14 @@ def answer_budget(ic: InferenceConfig, bench: str) -> int:
     return ic.mt_bench.max_new_tokens if bench == "mt_bench" else ic.max_tokens
 
 
-def conversation_tokens(b: Bench, answer: float, chars_per_token: float) -> list[float]:
+def conversation_tokens(b: Sizes, answer: float, chars_per_token: float) -> list[float]:
     """Tokens of the conversation each turn is asked in: the earlier questions and final answers, then
     its own question (aggregate.answer_dialogues)."""
     return [sum(b.query_chars[: t + 1]) / chars_per_token + t * answer for t in range(b.turns)]
 
 
 def answer_load(
-    mode: str, b: Bench, ic: InferenceConfig, answer: float, template_tokens: int, chars_per_token: float
+    mode: str, b: Sizes, ic: InferenceConfig, answer: float, template_tokens: int, chars_per_token: float
 ) -> Load:
     """One generate_answers job. direct: one generation a turn. agg (aggregate.propose_and_aggregate): a
     proposal prompt sampled n times, num_aggregation - 1 intermediate prompts sampled n times and a final
@@ -322,7 +297,7 @@ def answer_load(
     return Load(turns * (1 + layers), b.questions * prompts_in, turns * (ic.n * layers + 1) * answer)
 
 
-def bench_of(name: str, benches: dict[str, Bench]) -> Bench:
+def bench_of(name: str, benches: dict[str, Sizes]) -> Sizes:
     if name not in benches:
         raise ValueError(f"benchmark {name!r} has no paper-scale size here (known: {sorted(benches)})")
     return benches[name]
@@ -335,7 +310,7 @@ def inference_rows(
     tp: Throughput,
     chars_per_token: float,
     upper_bound: bool,
-    benches: dict[str, Bench] = BENCHES,
+    benches: dict[str, Sizes] = BENCHES,
 ) -> list[StageCost]:
     """generate_answers, one row a (mode, benchmark): every (base, variant) answers with a vLLM engine at
     the base throughput (a fine-tuned model is as fast as its base)."""
@@ -353,7 +328,7 @@ def inference_rows(
 
 
 # ------------------------------------------------------------------------------------------- judging
-def judge_load(b: Bench, answer: float, judgment: float, chars_per_token: float) -> Load:
+def judge_load(b: Sizes, answer: float, judgment: float, chars_per_token: float) -> Load:
     """One judge_answers job: a call a turn of every question (AlpacaEval 2: one an instruction; MT-Bench:
     two a question). The call of turn t reads the prompt, the questions and answers up to t, and the
     references; re-asked unparsable judgments and judgment-cache hits are not counted."""
@@ -369,7 +344,7 @@ def judge_rows(
     judgment_tokens: float,
     chars_per_token: float,
     upper_bound: bool,
-    benches: dict[str, Bench] = BENCHES,
+    benches: dict[str, Sizes] = BENCHES,
 ) -> list[StageCost]:
     """judge_answers, one row a benchmark (every base, variant and mode): API calls, no GPU hours."""
     jobs = len(cfg.bases) * len(cfg.grid.variants) * len(cfg.grid.modes)

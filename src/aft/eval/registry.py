@@ -1,0 +1,172 @@
+"""The benchmark registry: everything the pipeline knows about a benchmark, in one entry.
+
+Config validation (aft.pipeline.config), the rules' inputs (workflow/rules/common.smk), the report
+(aft.eval.report) and the cost estimate (aft.tools.costs) read this and nothing else. The code of a
+benchmark (its rows, its scorer or judge) is the module named by `module`:
+    question_rows(records) -> rows          paper benchmarks: rows from the source's records
+    question_rows(tasks) -> rows            the miniature's exact_match: rows from the world's tasks
+    judge(jc, answers, bench, references, prompts, client, generator) -> (result, rows)   LLM-judged
+    exact_match(answers, bench), judgment_rows(answers, bench)                           exact match
+Adding a benchmark: one module with that code, one entry below.
+
+Pure: imports nothing beyond the standard library, so the config schema can read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the report: our score key, its title, and the key of the paper's number (or None)."""
+
+    key: str
+    title: str
+    paper_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """A benchmark as generate_answers and judge_answers see it, for the cost estimate. Characters are
+    means measured on the pinned files (the copies in ../shared/data), turned into tokens with
+    --chars-per-token."""
+
+    questions: int
+    query_chars: tuple[float, ...]  # the user message of each turn (one entry per turn)
+    judge_chars: tuple[float, ...]  # the judge's prompt for each turn, without the texts filled in
+    reference_chars: tuple[float, ...]  # reference text the judge also reads for each turn
+    judge_reply_tokens: int | None  # a verdict of fixed length; None = a free-text judgment
+
+    @property
+    def turns(self) -> int:
+        return len(self.query_chars)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    module: str  # the code: rows and scorer or judge (see the module docstring)
+    data_kind: Literal["miniature", "paper"]  # the data.kind whose questions it reads
+    judge: Literal["exact_match", "llm"]
+    columns: tuple[Column, ...]
+    headline: str  # the score the direction checks and the plot use
+    questions_source: str | None = None  # the `sources` entry with its questions (paper benchmarks)
+    judge_sources: dict[str, str] = field(default_factory=dict)  # judge file role -> `sources` entry
+    paper_judge_name: str | None = None  # who judged the paper's numbers
+    paper_judge_models: tuple[str, ...] = ()  # the model ids that count as the paper's judge
+    paper: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # base -> row -> key -> value
+    sizes: Sizes | None = None  # paper-scale sizes for the cost estimate (None: not a paper benchmark)
+
+    @property
+    def llm_judged(self) -> bool:
+        return self.judge == "llm"
+
+    def is_paper_judge(self, model: str, on_openai_api: bool) -> bool:
+        """Whether a result comes from the judge the paper used: its model, served by the OpenAI API."""
+        return on_openai_api and model in self.paper_judge_models
+
+
+# The paper's table (arXiv 2501.11877, spec/method.md): rows by model label, one dict per benchmark.
+def _rows(*values: tuple[str, tuple[float, ...]], keys: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    return {label: dict(zip(keys, v, strict=True)) for label, v in values}
+
+
+_MT = ("mt_1st", "mt_2nd", "mt_avg")
+_AE = ("ae2_lc", "ae2_wr")
+
+EXACT_MATCH = Benchmark(
+    name="exact_match",
+    module="aft.miniature.exact_match",
+    data_kind="miniature",
+    judge="exact_match",
+    columns=(Column("accuracy", "EM acc. %"),),
+    headline="accuracy",
+)
+
+ALPACA_EVAL2 = Benchmark(
+    name="alpaca_eval2",
+    module="aft.eval.alpaca_eval2",
+    data_kind="paper",
+    judge="llm",
+    columns=(Column("lc_win_rate", "AE2 LC %", "ae2_lc"), Column("win_rate", "AE2 WR %", "ae2_wr")),
+    headline="lc_win_rate",
+    questions_source="alpaca_eval_instructions",
+    judge_sources={"reference": "alpaca_eval_reference"},
+    paper_judge_name="GPT-4 Turbo",
+    paper_judge_models=("gpt-4-1106-preview",),
+    paper={
+        "Mistral-7B-v0.1": _rows(
+            ("SFT", (6.7, 6.1)),
+            ("AFT-off-policy", (19.8, 20.0)),
+            ("AFT-off-policy w/ Agg.", (33.8, 47.8)),
+            ("AFT-on-policy", (23.4, 24.9)),
+            ("AFT-on-policy w/ Agg.", (30.7, 48.4)),
+            keys=_AE,
+        ),
+        "Llama-3.1-8B": _rows(
+            ("SFT", (8.0, 7.3)),
+            ("AFT-off-policy", (20.3, 19.6)),
+            ("AFT-off-policy w/ Agg.", (40.3, 47.8)),
+            ("AFT-on-policy", (21.5, 21.8)),
+            ("AFT-on-policy w/ Agg.", (41.3, 51.3)),
+            keys=_AE,
+        ),
+    },
+    # 805 instructions (165 characters). alpaca-eval's weighted_alpaca_eval_gpt4_turbo judge reads its
+    # prompt (system + template, ~1,300 characters; counted on a copy, not the pinned file), the
+    # instruction, the gpt4_1106_preview reference output (2,049 characters) and the answer, and replies
+    # with 1 token (max_tokens 1: the logprobs of "m"/"M" are the verdict).
+    sizes=Sizes(805, (165.0,), (1_300.0,), (2_049.0,), 1),
+)
+
+MT_BENCH = Benchmark(
+    name="mt_bench",
+    module="aft.eval.mt_bench",
+    data_kind="paper",
+    judge="llm",
+    columns=(
+        Column("turn1", "MT 1st", "mt_1st"),
+        Column("turn2", "MT 2nd", "mt_2nd"),
+        Column("avg", "MT avg", "mt_avg"),
+    ),
+    headline="avg",
+    questions_source="mt_bench_questions",
+    judge_sources={"judge_prompts": "mt_bench_judge_prompts", "reference": "mt_bench_reference_answers"},
+    # FastChat's "gpt-4" (an alias; gpt-4-0613 is its dated snapshot: our ASSUMPTION)
+    paper_judge_name="GPT-4",
+    paper_judge_models=("gpt-4", "gpt-4-0613"),
+    paper={
+        "Mistral-7B-v0.1": _rows(
+            ("SFT", (6.6, 6.1, 6.4)),
+            ("AFT-off-policy", (7.7, 6.3, 7.0)),
+            ("AFT-off-policy w/ Agg.", (8.0, 7.0, 7.5)),
+            ("AFT-on-policy", (7.5, 6.4, 6.9)),
+            ("AFT-on-policy w/ Agg.", (8.3, 7.0, 7.6)),
+            keys=_MT,
+        ),
+        "Llama-3.1-8B": _rows(
+            ("SFT", (7.3, 6.2, 6.8)),
+            ("AFT-off-policy", (7.7, 6.9, 7.3)),
+            ("AFT-off-policy w/ Agg.", (8.3, 7.6, 7.9)),
+            ("AFT-on-policy", (7.9, 6.9, 7.4)),
+            ("AFT-on-policy w/ Agg.", (8.5, 7.6, 8.1)),
+            keys=_MT,
+        ),
+    },
+    # 80 questions of 2 turns (300 and 105 characters). FastChat's single-answer prompts: 669 / 825
+    # characters (turn 1 / 2), the math/reasoning/coding ones 795 / 1,045 characters and with GPT-4's
+    # reference answers (753 characters per turn) for 30 of the 80 questions: the means below. The turn-2
+    # judge reads both questions, both answers (and both references).
+    sizes=Sizes(80, (300.0, 105.0), (716.0, 908.0), (282.0, 565.0), None),
+)
+
+# in the report's column order
+REGISTRY: dict[str, Benchmark] = {b.name: b for b in (EXACT_MATCH, MT_BENCH, ALPACA_EVAL2)}
+
+
+def benchmark(name: str) -> Benchmark:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(REGISTRY)}")
+    return REGISTRY[name]
