@@ -31,6 +31,7 @@ test-unit: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks && $(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/
 
 schema: setup
 	$(BIN)/python -m aft.pipeline.config > workflow/schemas/config.schema.json

@@ -14,6 +14,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# `snakemake --lint` asks each rule for a conda environment or container. Not yet: every rule runs in
+# the one Python environment of requirements/cpu.txt (or the cluster recipe in docs/cluster.md), and
+# envs/*.yaml are not wired to rules. tests/unit/test_workflow_style.py allows that lint and no other.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/data.smk"
@@ -25,7 +28,7 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         REPORT,
         SOURCE_FILES,  # every configured source is fetched and checked, also those only judges read
-    default_target: True

@@ -36,7 +36,9 @@ wildcard_constraints:
 def section(**parts):
     """Params holding only the config sections a stage reads: a change elsewhere reruns nothing."""
     return json.dumps(
-        {k: v.model_dump(mode="json") for k, v in parts.items()}, sort_keys=True, separators=(",", ":")
+        {k: v.model_dump(mode="json") for k, v in parts.items()},
+        sort_keys=True,
+        separators=(",", ":"),
     )
 
 
@@ -67,7 +69,9 @@ def part_files(rule, wildcard, num_jobs):
     """The metrics of a sharded stage's scatter jobs (rule `<rule>_part`); none when num_jobs is 1."""
     if num_jobs == 1:
         return []
-    return [f"results/{rule}_part/{wildcard}/{job}/metrics.json" for job in range(num_jobs)]
+    return [
+        f"results/{rule}_part/{wildcard}/{job}/metrics.json" for job in range(num_jobs)
+    ]
 
 
 def parts_option(wildcards, input):
@@ -92,14 +96,24 @@ def check_cluster_site():
     if workflow.executor_plugin is None or workflow.executor_plugin.name != "slurm":
         return
     defaults = workflow.resource_settings.default_resources
-    raw = {k: str(defaults[k].raw) for k in ("slurm_account", "slurm_partition") if k in defaults}
+    raw = {
+        k: str(defaults[k].raw)
+        for k in ("slurm_account", "slurm_partition")
+        if k in defaults
+    }
     problems = site_problems(raw, dict(os.environ), slurm_accounts(getpass.getuser()))
     if problems:
-        raise WorkflowError("slurm profile (slurm/config.yaml):\n  " + "\n  ".join(problems))
+        raise WorkflowError(
+            "slurm profile (slurm/config.yaml):\n  " + "\n  ".join(problems)
+        )
 
 
 def base_model_input(wildcards):
-    return [base_model(wildcards.base)] if CFG.bases[wildcards.base].source == "build" else []
+    return (
+        [base_model(wildcards.base)]
+        if CFG.bases[wildcards.base].source == "build"
+        else []
+    )
 
 
 def proposals_file(pset):
@@ -122,7 +136,9 @@ def source_identity(source, file):
     """What a downloaded file is (repository, revision, path, checksum): the download's rerun trigger.
     Where it is read from is left out, so moving a source to a mirror reruns nothing."""
     src = SOURCES[source]
-    one = next(f for f in src.files if f.name == file).model_copy(update={"local_path": None})
+    one = next(f for f in src.files if f.name == file).model_copy(
+        update={"local_path": None}
+    )
     return section(source=src.model_copy(update={"files": [one]}))
 
 
@@ -131,7 +147,9 @@ def source_location(source, file):
     from aft.pipeline.sources import local_copy
 
     src = SOURCES[source]
-    local, mirror = local_copy(src, next(f for f in src.files if f.name == file), CFG.sources.mirror_dir)
+    local, mirror = local_copy(
+        src, next(f for f in src.files if f.name == file), CFG.sources.mirror_dir
+    )
     if local is not None:
         return f"--local {shlex.quote(str(local))}"
     return "" if mirror is None else f"--mirror {shlex.quote(str(mirror))}"
@@ -185,4 +203,26 @@ def judge_files(role, bench):
 
 def judge_requests(bench):
     endpoint = CFG.judge.endpoint
-    return endpoint.concurrency if REGISTRY[bench].llm_judged and endpoint is not None else 0
+    return (
+        endpoint.concurrency
+        if REGISTRY[bench].llm_judged and endpoint is not None
+        else 0
+    )
+
+
+def prepare_data_outputs():
+    """What prepare_data writes: the miniature also writes the base model's corpus."""
+    out = {
+        "queries": "results/prepare_data/queries.jsonl",
+        "ultrafeedback": "results/prepare_data/ultrafeedback.jsonl",
+    }
+    if CFG.data.kind == "miniature":
+        out["corpus"] = "results/prepare_data/corpus.txt"
+    return out
+
+
+def on_policy_cfg(w):
+    """The sections on-policy sampling reads: the scatter jobs and the gather share them."""
+    return section(
+        proposals=CFG.proposals, on_policy=CFG.on_policy, base=CFG.bases[w.base]
+    )

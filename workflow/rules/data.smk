@@ -18,7 +18,8 @@ rule download_source:
         "results/benchmarks/download_source/{source}/{file}.tsv"
     wildcard_constraints:
         source="|".join(SOURCES) or "no-source",
-        file="|".join(re.escape(f.name) for s in SOURCES.values() for f in s.files) or "no-file",
+        file="|".join(re.escape(f.name) for s in SOURCES.values() for f in s.files)
+        or "no-file",
     params:
         cfg=lambda w: source_identity(w.source, w.file),
         # a function of `output` is a derived param, which Snakemake's params trigger ignores:
@@ -31,16 +32,6 @@ rule download_source:
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 
-def prepare_data_outputs():
-    out = {
-        "queries": "results/prepare_data/queries.jsonl",
-        "ultrafeedback": "results/prepare_data/ultrafeedback.jsonl",
-    }
-    if CFG.data.kind == "miniature":
-        out["corpus"] = "results/prepare_data/corpus.txt"
-    return out
-
-
 rule prepare_data:
     input:
         ultrafeedback=source_files("ultrafeedback") if CFG.data.kind == "paper" else [],
@@ -50,12 +41,12 @@ rule prepare_data:
     log:
         "logs/prepare_data/prepare_data.log",
     benchmark:
-        "results/benchmarks/prepare_data/prepare_data.tsv",
-    params:
-        cfg=section(data=CFG.data),
+        "results/benchmarks/prepare_data/prepare_data.tsv"
     threads: threads_of("prepare_data")
     resources:
         **resources_of("prepare_data"),
+    params:
+        cfg=section(data=CFG.data),
     shell:
         "python -m aft.stages.prepare_data --config {params.cfg:q} --ultrafeedback {input.ultrafeedback}"
         " --out results/prepare_data --metrics {output.metrics} > {log} 2>&1"
@@ -70,13 +61,13 @@ rule prepare_bench:
     log:
         "logs/prepare_bench/{bench}.log",
     benchmark:
-        "results/benchmarks/prepare_bench/{bench}.tsv",
-    params:
-        cfg=section(data=CFG.data),
-        wc=wildcard_tags,
+        "results/benchmarks/prepare_bench/{bench}.tsv"
     threads: threads_of("prepare_bench")
     resources:
         **resources_of("prepare_bench"),
+    params:
+        cfg=section(data=CFG.data),
+        wc=wildcard_tags,
     shell:
         "python -m aft.stages.prepare_bench --config {params.cfg:q} --bench {wildcards.bench}"
         " --source {input.source} --out {output.bench} --metrics {output.metrics}"
@@ -92,13 +83,13 @@ rule build_base:
     log:
         "logs/build_base/{base}.log",
     benchmark:
-        "results/benchmarks/build_base/{base}.tsv",
-    params:
-        cfg=lambda w: section(base=CFG.bases[w.base]),
-        wc=wildcard_tags,
+        "results/benchmarks/build_base/{base}.tsv"
     threads: threads_of("build_base")
     resources:
         **resources_of("build_base"),
+    params:
+        cfg=lambda w: section(base=CFG.bases[w.base]),
+        wc=wildcard_tags,
     shell:
         "OMP_NUM_THREADS={threads} python -m aft.stages.build_base --config {params.cfg:q} --corpus {input.corpus}"
         " --out {output.model} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

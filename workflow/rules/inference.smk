@@ -13,15 +13,15 @@ rule generate_answers:
     log:
         "logs/generate_answers/{base}/{variant}/{mode}/{bench}.log",
     benchmark:
-        "results/benchmarks/generate_answers/{base}/{variant}/{mode}/{bench}.tsv",
+        "results/benchmarks/generate_answers/{base}/{variant}/{mode}/{bench}.tsv"
+    threads: threads_of("generate_answers")
+    resources:
+        **resources_of("generate_answers", gpus=gpus(CFG.inference.engine)),
     params:
         cfg=section(inference=CFG.inference),
         model=answer_model,
         revision=answer_revision,
         wc=wildcard_tags,
-    threads: threads_of("generate_answers")
-    resources:
-        **resources_of("generate_answers", gpus=gpus(CFG.inference.engine)),
     shell:
         "python -m aft.stages.generate_answers --config {params.cfg:q} --mode {wildcards.mode}"
         " --model {params.model} {params.revision} --bench {input.bench} --bench-name {wildcards.bench}"

@@ -15,10 +15,7 @@ rule judge_answers:
     log:
         "logs/judge_answers/{base}/{variant}/{mode}/{bench}.log",
     benchmark:
-        "results/benchmarks/judge_answers/{base}/{variant}/{mode}/{bench}.tsv",
-    params:
-        cfg=section(judge=CFG.judge),
-        wc=wildcard_tags,
+        "results/benchmarks/judge_answers/{base}/{variant}/{mode}/{bench}.tsv"
     # an API judge is reached from where the workflow runs (compute nodes often have no internet)
     localrule: CFG.judge.endpoint is not None
     threads: threads_of("judge_answers")
@@ -26,6 +23,9 @@ rule judge_answers:
         **resources_of("judge_answers"),
         # requests this job keeps in flight: `--resources judge_requests=N` caps them across parallel jobs
         judge_requests=lambda w: judge_requests(w.bench),
+    params:
+        cfg=section(judge=CFG.judge),
+        wc=wildcard_tags,
     shell:
         "python -m aft.stages.judge_answers --config {params.cfg:q} --bench-name {wildcards.bench}"
         " --answers {input.answers} --bench {input.bench} --reference {input.reference}"

@@ -7,10 +7,6 @@
 # sets the part jobs, so changing it after the stage finished reruns the stage (see README).
 
 
-def on_policy_cfg(w):
-    return section(proposals=CFG.proposals, on_policy=CFG.on_policy, base=CFG.bases[w.base])
-
-
 rule build_proposals_off:
     input:
         ultrafeedback="results/prepare_data/ultrafeedback.jsonl",
@@ -20,12 +16,12 @@ rule build_proposals_off:
     log:
         "logs/build_proposals_off/build_proposals_off.log",
     benchmark:
-        "results/benchmarks/build_proposals_off/build_proposals_off.tsv",
-    params:
-        cfg=section(proposals=CFG.proposals),
+        "results/benchmarks/build_proposals_off/build_proposals_off.tsv"
     threads: threads_of("build_proposals_off")
     resources:
         **resources_of("build_proposals_off"),
+    params:
+        cfg=section(proposals=CFG.proposals),
     shell:
         "python -m aft.stages.build_proposals_off --config {params.cfg:q}"
         " --ultrafeedback {input.ultrafeedback} --out {output.proposals}"
@@ -42,15 +38,15 @@ rule build_proposals_on_part:
     log:
         "logs/build_proposals_on_part/{base}/{job}.log",
     benchmark:
-        "results/benchmarks/build_proposals_on_part/{base}/{job}.tsv",
+        "results/benchmarks/build_proposals_on_part/{base}/{job}.tsv"
+    threads: threads_of("build_proposals_on_part")
+    resources:
+        **resources_of("build_proposals_on_part", gpus=gpus(CFG.on_policy.engine)),
     params:
         cfg=on_policy_cfg,
         model=lambda w: base_model(w.base),
         out=lambda w: proposals_file(f"on_{w.base}"),
         wc=wildcard_tags,
-    threads: threads_of("build_proposals_on_part")
-    resources:
-        **resources_of("build_proposals_on_part", gpus=gpus(CFG.on_policy.engine)),
     shell:
         "python -m aft.stages.build_proposals_on --config {params.cfg:q} --queries {input.queries}"
         " --base-model {params.model} --out {params.out} --job {wildcards.job}"
@@ -69,15 +65,18 @@ rule build_proposals_on:
     log:
         "logs/build_proposals_on/{base}.log",
     benchmark:
-        "results/benchmarks/build_proposals_on/{base}.tsv",
+        "results/benchmarks/build_proposals_on/{base}.tsv"
+    threads: threads_of("build_proposals_on")
+    resources:
+        **resources_of(
+            "build_proposals_on",
+            gpus=0 if ON_POLICY_JOBS > 1 else gpus(CFG.on_policy.engine),
+        ),
     params:
         cfg=on_policy_cfg,
         model=lambda w: base_model(w.base),
         parts=parts_option,
         wc=wildcard_tags,
-    threads: threads_of("build_proposals_on")
-    resources:
-        **resources_of("build_proposals_on", gpus=0 if ON_POLICY_JOBS > 1 else gpus(CFG.on_policy.engine)),
     shell:
         "python -m aft.stages.build_proposals_on --config {params.cfg:q} --queries {input.queries}"
         " --base-model {params.model} --out {output.proposals} --metrics {output.metrics} {params.parts}"
@@ -94,14 +93,17 @@ rule build_targets_part:
     log:
         "logs/build_targets_part/{pset}/{job}.log",
     benchmark:
-        "results/benchmarks/build_targets_part/{pset}/{job}.tsv",
+        "results/benchmarks/build_targets_part/{pset}/{job}.tsv"
+    threads: threads_of("build_targets_part")
+    resources:
+        **resources_of(
+            "build_targets_part",
+            gpus=gpus(CFG.targets.engine) if TEACHER_IN_PROCESS else 0,
+        ),
     params:
         cfg=section(targets=CFG.targets),
         out="results/build_targets/{pset}/targets.jsonl",
         wc=wildcard_tags,
-    threads: threads_of("build_targets_part")
-    resources:
-        **resources_of("build_targets_part", gpus=gpus(CFG.targets.engine) if TEACHER_IN_PROCESS else 0),
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
         " --queries {input.queries} --out {params.out} --job {wildcards.job} --metrics {output.metrics}"
@@ -120,16 +122,21 @@ rule build_targets:
     log:
         "logs/build_targets/{pset}.log",
     benchmark:
-        "results/benchmarks/build_targets/{pset}.tsv",
+        "results/benchmarks/build_targets/{pset}.tsv"
+    threads: threads_of("build_targets")
+    resources:
+        **resources_of(
+            "build_targets",
+            gpus=(
+                gpus(CFG.targets.engine)
+                if TEACHER_IN_PROCESS and TARGET_JOBS == 1
+                else 0
+            ),
+        ),
     params:
         cfg=section(targets=CFG.targets),
         parts=parts_option,
         wc=wildcard_tags,
-    threads: threads_of("build_targets")
-    resources:
-        **resources_of(
-            "build_targets", gpus=gpus(CFG.targets.engine) if TEACHER_IN_PROCESS and TARGET_JOBS == 1 else 0
-        ),
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
         " --queries {input.queries} --out {output.targets} --metrics {output.metrics} {params.parts}"

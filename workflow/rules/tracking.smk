@@ -2,8 +2,16 @@
 # jobs find both through the environment (tracking settings are no rerun trigger).
 import os
 
-from aft.pipeline.tracking import COPY_MODELS_ENV, PARENT_ENV, end_workflow_run, git_sha, start_workflow_run
+from aft.pipeline.tracking import (
+    COPY_MODELS_ENV,
+    PARENT_ENV,
+    end_workflow_run,
+    git_sha,
+    start_workflow_run,
+)
 
+# `snakemake --lint` asks for an `envvars:` directive for these two; they are optional (a user's own
+# MLflow server or experiment), so the config supplies them when the environment does not.
 os.environ.setdefault("MLFLOW_TRACKING_URI", CFG.tracking.tracking_uri)
 os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", CFG.tracking.experiment)
 os.environ[COPY_MODELS_ENV] = "1" if CFG.tracking.copy_models else "0"
@@ -20,9 +28,13 @@ onstart:
 
 onsuccess:
     if PARENT_ENV in os.environ:
-        end_workflow_run(os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FINISHED")
+        end_workflow_run(
+            os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FINISHED"
+        )
 
 
 onerror:
     if PARENT_ENV in os.environ:
-        end_workflow_run(os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FAILED")
+        end_workflow_run(
+            os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FAILED"
+        )

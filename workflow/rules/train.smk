@@ -13,14 +13,14 @@ rule build_dataset:
     log:
         "logs/build_dataset/{base}/{variant}.log",
     benchmark:
-        "results/benchmarks/build_dataset/{base}/{variant}.tsv",
+        "results/benchmarks/build_dataset/{base}/{variant}.tsv"
+    threads: threads_of("build_dataset")
+    resources:
+        **resources_of("build_dataset"),
     params:
         cfg=lambda w: section(dataset=CFG.dataset, base=CFG.bases[w.base]),
         model=lambda w: base_model(w.base),
         wc=wildcard_tags,
-    threads: threads_of("build_dataset")
-    resources:
-        **resources_of("build_dataset"),
     shell:
         "python -m aft.stages.build_dataset --config {params.cfg:q} --variant {wildcards.variant}"
         " --proposals {input.proposals} --targets {input.targets} --tokenizer {params.model}"
@@ -37,15 +37,17 @@ rule train_model:
     log:
         "logs/train_model/{base}/{variant}.log",
     benchmark:
-        "results/benchmarks/train_model/{base}/{variant}.tsv",
+        "results/benchmarks/train_model/{base}/{variant}.tsv"
+    threads: threads_of("train_model")
+    resources:
+        **resources_of(
+            "train_model", gpus=CFG.train.num_gpus, nodes=CFG.train.num_nodes
+        ),
     params:
         cfg=lambda w: section(train=CFG.train, base=CFG.bases[w.base]),
         model=lambda w: base_model(w.base),
         launch=train_launcher(CFG.train),
         wc=wildcard_tags,
-    threads: threads_of("train_model")
-    resources:
-        **resources_of("train_model", gpus=CFG.train.num_gpus, nodes=CFG.train.num_nodes),
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} -m aft.stages.train_model --config {params.cfg:q} --data {input.data}"
         " --base-model {params.model} --out {output.model} --metrics {output.metrics}"
