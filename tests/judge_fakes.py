@@ -61,20 +61,22 @@ class FakeJudgeServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                # header names are case-insensitive (the openai SDK sends "authorization"): one spelling
+                headers = {k.title(): v for k, v in self.headers.items()}
                 with lock:
                     k = len(server.requests)
                     server.requests.append(body)
-                    server.headers.append(dict(self.headers))
+                    server.headers.append(headers)
                     server.inflight += 1
                     server.max_inflight = max(server.max_inflight, server.inflight)
                 try:
-                    status, text, headers, delay = server.script(k, body, dict(self.headers))
+                    status, text, reply_headers, delay = server.script(k, body, headers)
                     time.sleep(delay)
                     data = text.encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
-                    for h, v in headers.items():
+                    for h, v in reply_headers.items():
                         self.send_header(h, v)
                     self.end_headers()
                     self.wfile.write(data)

@@ -56,7 +56,16 @@ def test_upper_bound_runs_every_generation_to_max_new_tokens():
 
 
 def test_typical_caps_generated_length_and_an_api_teacher_costs_no_gpu():
-    cfg = paper(api_base_url="https://api.example/v1")
+    endpoint = {
+        "base_url": "https://api.example/v1",
+        "api_key_env": "TEACHER_KEY",
+        "concurrency": 64,
+        "timeout_s": 120,
+        "max_retries": 5,
+        "backoff_initial_s": 1,
+        "backoff_max_s": 60,
+    }
+    cfg = paper(endpoint=endpoint)
     rows = by_stage(estimate(cfg, 10, Lengths(10, 20, 5000), 0, 0, ONE, ONE, upper_bound=False))
     assert rows["build_proposals_on"].tokens_out == 2 * 10 * 4 * 2048  # 5000 capped at max_new_tokens
     assert rows["build_targets"].gpu_hours is None and rows["build_targets"].gpus == 0

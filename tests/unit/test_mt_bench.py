@@ -9,8 +9,8 @@ import re
 import pytest
 
 from aft.eval import mt_bench as mt
-from aft.gen.judge_client import JudgeClient
-from aft.pipeline.config import JudgeEndpointConfig
+from aft.gen.endpoint import EndpointClient
+from aft.pipeline.config import EndpointConfig
 from aft.pipeline.sources import read_records
 from tests.conftest import shared_file
 from tests.judge_fakes import FAKE_JUDGE_PROMPTS, FakeJudgeServer, chat_reply
@@ -218,7 +218,7 @@ def test_full_loop_through_a_faulty_endpoint_gives_a_complete_honest_result(tmp_
             return chat_reply("I refuse to score.")
         return chat_reply(f"Rating: [[{9 if 'w1' in text else 5}]]")
 
-    ep = JudgeEndpointConfig(
+    ep = EndpointConfig(
         base_url=None,
         api_key_env="K",
         concurrency=1,
@@ -229,7 +229,7 @@ def test_full_loop_through_a_faulty_endpoint_gives_a_complete_honest_result(tmp_
     )
     with FakeJudgeServer(script) as srv:
         ep = ep.model_copy(update={"base_url": srv.base_url})
-        with JudgeClient(ep, "fake-judge", tmp_path / "cache", {"K": "k"}) as c:
+        with EndpointClient(ep, "fake-judge", tmp_path / "cache", {"K": "k"}) as c:
             todo = mt.matches(questions, answers, mt.judge_prompts(FAKE_JUDGE_PROMPTS), refs)
 
             def ask(convs, attempt):

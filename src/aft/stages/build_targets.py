@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 from aft.gen import shards
-from aft.gen.engine import OpenAIEngine, VLLMEngine
+from aft.gen.endpoint import EndpointClient, EndpointEngine
+from aft.gen.engine import VLLMEngine
 from aft.method.interface import Engine, Sampling
 from aft.method.prompts import load_template
 from aft.method.targets import best_rated_targets, teacher_targets
@@ -33,14 +34,8 @@ NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out":
 
 
 def teacher_engine(tc: TargetsConfig) -> Engine:
-    if tc.api_base_url is not None:
-        return OpenAIEngine(
-            tc.model,
-            base_url=tc.api_base_url,
-            api_key_env=tc.api_key_env,
-            concurrency=tc.api_concurrency,
-            seed=tc.seed,
-        )
+    if tc.endpoint is not None:
+        return EndpointEngine(EndpointClient(tc.endpoint, tc.model), seed=tc.seed)
     return VLLMEngine(tc.model, tc.engine, seed=tc.seed)
 
 
@@ -52,8 +47,8 @@ def shard_context(tc: TargetsConfig, template: str) -> str:
             "max_new_tokens": tc.max_new_tokens,
             "temperature": tc.temperature,
             "seed": tc.seed,
-            "max_model_len": tc.engine.max_model_len if tc.engine and tc.api_base_url is None else None,
-            "dtype": tc.engine.dtype if tc.engine and tc.api_base_url is None else None,
+            "max_model_len": tc.engine.max_model_len if tc.engine and tc.endpoint is None else None,
+            "dtype": tc.engine.dtype if tc.engine and tc.endpoint is None else None,
             "template_sha256": hashlib.sha256(template.encode()).hexdigest(),
         },
         sort_keys=True,
@@ -66,7 +61,7 @@ def model_targets(
     """The teacher's targets in shards: all of them, scatter job `job`'s, or the gather of `parts`."""
     template = load_template(tc.template_file)
     sampling = Sampling(1, tc.temperature, 1.0, tc.max_new_tokens)
-    in_process = tc.api_base_url is None
+    in_process = tc.endpoint is None
     engines: list[Engine] = []  # started on the first shard that needs it: a finished run needs none
 
     def process(part: list[dict]) -> shards.ShardResult:

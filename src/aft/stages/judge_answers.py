@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from aft.eval.registry import benchmark
-from aft.gen.judge_client import is_openai_api
+from aft.gen.endpoint import is_openai_api
 from aft.miniature.exact_match import exact_match, judgment_rows
 from aft.pipeline.config import OPENAI_API, JudgeConfig
 from aft.pipeline.io import read_jsonl, write_json, write_jsonl
@@ -31,12 +31,12 @@ log = logging.getLogger("aft")
 
 
 def judge_client(jc: JudgeConfig, bench: str):
-    from aft.gen.judge_client import JudgeClient
+    from aft.gen.endpoint import EndpointClient
 
     model = jc.model_for(bench)
     if jc.endpoint is None or model is None:
         raise SystemExit(f"benchmark {bench!r} needs judge.endpoint and a judge model (judge.model)")
-    return JudgeClient(jc.endpoint, model, jc.cache_dir)
+    return EndpointClient(jc.endpoint, model, jc.cache_dir)
 
 
 def flat_metrics(result: dict) -> dict[str, float | int]:

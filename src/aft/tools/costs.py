@@ -184,7 +184,7 @@ def estimate(
         prompt_on = template_tokens + pc.num_proposals * sample + lengths.query
         t_in = n_queries * (prompt_off + n_bases * prompt_on)
         t_out = (1 + n_bases) * n_queries * target
-        api = tc.api_base_url is not None
+        api = tc.endpoint is not None
         t_gpus = 0 if api else tc.engine.tensor_parallel_size
         t_hours = None if api else engine_hours(t_in, t_out, teacher_tp) * t_gpus
         t_jobs = (1 + n_bases) * tc.num_jobs
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps({k: [r.__dict__ for r in v] for k, v in results.items()}, indent=2))
         return
-    served = "API" if cfg.targets.api_base_url else "vLLM in-process"
+    served = "API" if cfg.targets.endpoint else "vLLM in-process"
     print(f"queries: {n_queries:,}; bases: {len(cfg.bases)}; K = {cfg.on_policy.num_samples};", end=" ")
     print(f"teacher: {cfg.targets.model} ({served})")
     print(f"ICL prompt {icl} tokens, template {template} tokens ({cpt} characters a token)")

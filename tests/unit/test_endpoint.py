@@ -1,25 +1,30 @@
-"""The judge endpoint client: backoff schedule, retries on 500/429/garbage/timeouts against a scripted
-fake server (fault tests only), the judgment cache, the concurrency limit, and a canary key that must
-never leak."""
+"""The endpoint client (judges and an API teacher): backoff schedule with jitter, Retry-After in every
+form, retries on 500/429/garbage/timeouts against a scripted fake server (fault tests only), the
+judgment cache, the concurrency limit, the engine over it, and a canary key that must never leak."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import random
 import time
 
 import pytest
 
-from aft.gen.judge_client import (
-    JudgeClient,
-    JudgeError,
+from aft.gen.endpoint import (
+    EndpointClient,
+    EndpointEngine,
+    EndpointError,
     backoff_s,
-    judge_id,
-    judge_label,
+    endpoint_id,
+    endpoint_label,
     prompt_hash,
     redact,
+    retry_after_s,
 )
-from aft.pipeline.config import JudgeEndpointConfig
+from aft.method.interface import Sampling
+from aft.pipeline.config import EndpointConfig
 from tests.judge_fakes import FakeJudgeServer, chat_reply
 
 CANARY = "sk-canary-5f1d0c9e7b2a4e3f8a6b1c2d3e4f5a6b"
@@ -27,7 +32,7 @@ ENV = {"AFT_TEST_KEY": CANARY}
 MSG = [{"role": "user", "content": "rate this"}]
 
 
-def endpoint(base_url: str | None, **over: object) -> JudgeEndpointConfig:
+def endpoint(base_url: str | None, **over: object) -> EndpointConfig:
     cfg = {
         "base_url": base_url,
         "api_key_env": "AFT_TEST_KEY",
@@ -37,12 +42,20 @@ def endpoint(base_url: str | None, **over: object) -> JudgeEndpointConfig:
         "backoff_initial_s": 1.0,
         "backoff_max_s": 5.0,
     }
-    return JudgeEndpointConfig(**(cfg | over))
+    return EndpointConfig(**(cfg | over))
 
 
-def client(server: FakeJudgeServer, tmp_path, sleeps: list | None = None, **over: object) -> JudgeClient:
+class NoJitter(random.Random):
+    """Jitter's draw pinned to 0: each delay is its schedule's upper bound (test_jitter_* tests the draw)."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def client(server: FakeJudgeServer, tmp_path, sleeps: list | None = None, **over: object) -> EndpointClient:
     record = sleeps.append if sleeps is not None else (lambda s: None)
-    return JudgeClient(endpoint(server.base_url, **over), "judge-x", tmp_path / "cache", ENV, sleep=record)
+    cfg = endpoint(server.base_url, **over)
+    return EndpointClient(cfg, "judge-x", tmp_path / "cache", ENV, sleep=record, rng=NoJitter())
 
 
 BACKOFF = [
@@ -103,7 +116,7 @@ def test_429_waits_for_retry_after_up_to_the_cap(tmp_path):
 def test_gives_up_after_max_retries_and_caches_nothing(tmp_path):
     with FakeJudgeServer(lambda k, b, h: (503, "overloaded", {}, 0.0)) as srv:
         c = client(srv, tmp_path, [])
-        with pytest.raises(JudgeError, match="gave up after 4 attempts; last error http_503: overloaded"):
+        with pytest.raises(EndpointError, match="gave up after 4 attempts; last error http_503: overloaded"):
             c.chat(c.request(MSG, temperature=0.0, max_tokens=4))
     assert len(srv.requests) == 4
     assert not list((tmp_path / "cache").rglob("*.json"))
@@ -112,7 +125,7 @@ def test_gives_up_after_max_retries_and_caches_nothing(tmp_path):
 def test_client_errors_are_not_retried(tmp_path):
     with FakeJudgeServer(lambda k, b, h: (400, '{"error": "bad model"}', {}, 0.0)) as srv:
         c = client(srv, tmp_path, [])
-        with pytest.raises(JudgeError, match="HTTP 400 \\(not retried\\)"):
+        with pytest.raises(EndpointError, match="HTTP 400 \\(not retried\\)"):
             c.chat(c.request(MSG, temperature=0.0, max_tokens=4))
     assert len(srv.requests) == 1
 
@@ -138,13 +151,13 @@ def test_cache_is_keyed_by_judge_and_prompt_and_a_rerun_never_pays_twice(tmp_pat
         assert rerun.chat(req, attempt=1)["message"]["content"] == "answer 1"  # a re-ask is a new entry
         other_prompt = rerun.request([{"role": "user", "content": "other"}], temperature=0.0, max_tokens=8)
         assert rerun.chat(other_prompt)["message"]["content"] == "answer 2"
-        other_judge = JudgeClient(endpoint(srv.base_url), "judge-y", tmp_path / "cache", ENV)
+        other_judge = EndpointClient(endpoint(srv.base_url), "judge-y", tmp_path / "cache", ENV)
         assert other_judge.chat(other_judge.request(MSG, temperature=0.0, max_tokens=8))["message"][
             "content"
         ] == ("answer 3")
     assert len(srv.requests) == 4
     entry = json.loads(first.cache.path(req).read_text())
-    assert entry["judge"] == judge_id("judge-x", srv.base_url) and entry["request"] == req
+    assert entry["judge"] == endpoint_id("judge-x", srv.base_url) and entry["request"] == req
     assert first.cache.path(req).stem == prompt_hash(req)
 
 
@@ -176,7 +189,7 @@ def test_canary_key_reaches_the_server_and_nowhere_else(tmp_path, caplog):
     with FakeJudgeServer(script) as srv:
         c = client(srv, tmp_path, [])
         c.chat(c.request(MSG, temperature=0.0, max_tokens=4))
-        with pytest.raises(JudgeError) as err:
+        with pytest.raises(EndpointError) as err:
             c.chat(c.request([{"role": "user", "content": "again"}], temperature=0.0, max_tokens=4))
     assert srv.headers[0]["Authorization"] == f"Bearer {CANARY}"
     assert CANARY not in str(err.value) and "<redacted>" in str(err.value)
@@ -194,11 +207,72 @@ def test_redact_removes_the_key_and_echoed_fragments():
 
 
 def test_the_openai_api_needs_its_key(tmp_path):
-    with pytest.raises(JudgeError, match="environment variable AFT_TEST_KEY"):
-        JudgeClient(endpoint(None), "gpt-4-0613", tmp_path, environ={})
+    with pytest.raises(EndpointError, match="environment variable AFT_TEST_KEY"):
+        EndpointClient(endpoint(None), "gpt-4-0613", tmp_path, environ={})
 
 
 def test_judge_names():
-    assert judge_label("gpt-4-1106-preview", None) == "gpt-4-1106-preview (OpenAI API)"
-    assert judge_label("tiny", "http://127.0.0.1:8000/v1") == "tiny (127.0.0.1:8000)"
-    assert judge_id("tiny", "http://h:1/v1/") == "tiny@http://h:1/v1"
+    assert endpoint_label("gpt-4-1106-preview", None) == "gpt-4-1106-preview (OpenAI API)"
+    assert endpoint_label("tiny", "http://127.0.0.1:8000/v1") == "tiny (127.0.0.1:8000)"
+    assert endpoint_id("tiny", "http://h:1/v1/") == "tiny@http://h:1/v1"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "3"}, 3.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"Retry-After-Ms": "250", "Retry-After": "9"}, 0.25),  # milliseconds win, as in the SDK
+        ({"Retry-After": email.utils.formatdate(1_000_030.0, usegmt=True)}, 30.0),  # an HTTP date
+        ({"Retry-After": email.utils.formatdate(999_000.0, usegmt=True)}, 0.0),  # a date in the past
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+    ],
+    ids=["seconds", "float", "ms", "http-date", "past-date", "garbage", "absent"],
+)
+def test_retry_after_in_every_form(headers, expected):
+    assert retry_after_s(headers, now=1_000_000.0) == expected
+
+
+def test_jitter_spreads_the_schedule_below_its_bound():
+    draws = [backoff_s(3, 1.0, 60.0, None, 1.0 - 0.25 * random.Random(s).random()) for s in range(200)]
+    assert all(3.0 <= d <= 4.0 for d in draws) and len(set(draws)) == 200
+
+
+def test_an_http_date_retry_after_is_waited_for(tmp_path):
+    later = email.utils.formatdate(time.time() + 4.0, usegmt=True)
+    script = {0: (503, "busy", {"Retry-After": later}, 0.0)}
+    sleeps: list[float] = []
+    with FakeJudgeServer(lambda k, b, h: script.get(k, chat_reply("ok"))) as srv:
+        c = client(srv, tmp_path, sleeps, backoff_max_s=10.0)
+        c.chat(c.request(MSG, temperature=0.0, max_tokens=4))
+    assert len(sleeps) == 1 and 2.0 <= sleeps[0] <= 4.0  # the date, not the 1 s schedule
+
+
+def test_engine_over_the_client_returns_every_choice_seeded_and_counts_tokens(tmp_path):
+    """An API teacher: n choices per request, in index order, the per-request seed sent, tokens added."""
+
+    def script(k, body, headers):
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": f"{body['seed']}-{i}"}}
+            for i in reversed(range(body["n"]))
+        ]
+        usage = {"prompt_tokens": 5, "completion_tokens": 3 * body["n"]}
+        return 200, json.dumps({"choices": choices, "usage": usage}), {}, 0.0
+
+    with FakeJudgeServer(script) as srv:
+        engine = EndpointEngine(client(srv, tmp_path), seed=7)
+        out = engine.chat([MSG, MSG], Sampling(2, 0.7, 0.9, 16, ("</s>",)), seeds=[11, None])
+    assert out == [["11-0", "11-1"], ["7-0", "7-1"]]
+    assert srv.requests[0] == {
+        "model": "judge-x",
+        "messages": MSG,
+        "n": 2,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 16,
+        "seed": 11,
+        "stop": ["</s>"],
+    }
+    assert (engine.stats.requests, engine.stats.prompt_tokens, engine.stats.generated_tokens) == (2, 10, 12)
+    assert not (tmp_path / "cache").exists()  # the engine's requests are not judgments: nothing cached
