@@ -23,7 +23,8 @@ MINIATURE_JOBS = {
     "prepare_bench": 1,
     "build_base": 1,
     "build_proposals_off": 1,
-    "build_proposals_on": 1,
+    "build_proposals_on_part": 1,  # the sampling, as the scatter part 1-of-1
+    "build_proposals_on": 1,  # the gather of the parts
     "build_targets": 2,
     "build_dataset": 3,
     "train_model": 3,

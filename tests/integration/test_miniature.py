@@ -134,6 +134,7 @@ RERUNS = [
         "on-policy-temperature",
         {"on_policy": {"temperature": 0.9}},
         {
+            "build_proposals_on_part": 1,
             "build_proposals_on": 1,
             "build_targets": 1,
             "build_dataset": 1,

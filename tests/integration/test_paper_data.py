@@ -149,7 +149,7 @@ def overlay(paper: dict, uf: Path, model: Path, copies: dict[str, str]) -> dict:
             "max_new_tokens": 24,
             "resample_rounds": 1,
             "shard_size": ON_SHARD,
-            "num_jobs": 1,  # one job per stage, as the kill-and-rerun test below expects
+            "num_jobs": 1,  # one scatter part per stage, as the kill-and-rerun test below expects
             "engine": CPU_ENGINE | {"max_model_len": 2048},
         },
         "targets": {
@@ -286,7 +286,7 @@ def test_on_policy_proposals_are_k_clean_samples_per_query(run):
         for r in records:
             assert len(r["proposals"]) == 4 and r["proposal_models"] == ["base"] * 4
             assert all(p == p.strip() and p and not p.endswith("```") for p in r["proposals"])
-        assert not (wf / f"results/build_proposals_on/{base}/proposals.jsonl.shards").exists()
+        assert not (wf / f"results/build_proposals_on_part/{base}/1-of-1/part.json.shards").exists()
         per_base[base] = records
     # same stand-in model, per-query seeds: both bases sample exactly the same proposals, in the same order
     assert per_base["llama31-8b"] == per_base["mistral-7b"]
@@ -433,14 +433,15 @@ def test_moving_sources_to_a_mirror_reruns_nothing_and_a_checksum_change_does(ru
 def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     wf, env = run["wf"], run["env"]
     target = "results/build_proposals_on/mistral-7b/proposals.jsonl"
+    part = "results/build_proposals_on_part/mistral-7b/1-of-1/part.json"  # the sampling job's output
     reference = (wf / target).read_text()
     total = math.ceil((N_NORMAL + 2) / ON_SHARD)
-    (wf / target).unlink()
+    (wf / part).unlink()
     cmd = ["snakemake", "--cores", "2", "--rerun-incomplete", target, *run["config"]]
     proc = subprocess.Popen(
         cmd, cwd=wf, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    work = wf / (target + ".shards")
+    work = wf / (part + ".shards")
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if work.is_dir() and len(list(work.glob("shard-*.json"))) >= 3:
@@ -450,7 +451,7 @@ def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     os.killpg(proc.pid, signal.SIGKILL)  # the whole job: snakemake, the shell, the stage and its engine
     proc.wait()
     finished = len(list(work.glob("shard-*.json")))
-    assert 3 <= finished < total and not (wf / target).exists()
+    assert 3 <= finished < total and not (wf / part).exists()
 
     subprocess.run(
         ["snakemake", "--unlock", "--cores", "1", *run["config"]],
@@ -461,8 +462,12 @@ def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     )
     subprocess.run(cmd, cwd=wf, env=env, check=True, capture_output=True, timeout=600)
     assert (wf / target).read_text() == reference  # nothing lost, nothing duplicated, same order
-    m = metrics(run, "results/build_proposals_on/mistral-7b/metrics.json")
-    assert m["shards_reused"] == finished and m["shards_run"] == total - finished
+    for done in (
+        "results/build_proposals_on_part/mistral-7b/1-of-1",
+        "results/build_proposals_on/mistral-7b",
+    ):
+        m = metrics(run, f"{done}/metrics.json")  # the part job's, and the gather's sum of the parts
+        assert m["shards_reused"] == finished and m["shards_run"] == total - finished
     assert not work.exists()
-    log = (wf / "logs/build_proposals_on/mistral-7b.log").read_text()
+    log = (wf / "logs/build_proposals_on_part/mistral-7b/1-of-1.log").read_text()
     assert log.count("reused from an earlier run") == finished

@@ -1,14 +1,16 @@
-"""The sharded stages spread over num_jobs scatter jobs (`--job J`) and a gather (`--parts`): the
-output is byte for byte that of one job, and the metrics the same, with fake engines (no vLLM)."""
+"""The sharded stages spread over N scatter jobs (`--part I-of-N`, each writing its part file) and a
+gather (`--parts`): the output is byte for byte that of one job, and the metrics the same, with fake
+engines (no vLLM)."""
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from aft.gen import shards
 from aft.method.interface import EngineStats
-from aft.pipeline.config import load_config
+from aft.pipeline.config import EndpointConfig, load_config
 from aft.stages import build_proposals_on, build_targets
 from tests.conftest import ROOT, load_yaml
 
@@ -59,7 +61,7 @@ def write_jsonl(path, rows) -> str:
 
 
 def proposals_run(tmp, num_jobs: int) -> list[str]:
-    """The argv of a build_proposals_on run (without --metrics and --job/--parts) and its out file."""
+    """The argv of a build_proposals_on run (without --metrics and --part/--parts) and its out file."""
     on = MINI.on_policy.model_copy(
         update={
             "icl_prompt_file": str(ROOT / MINI.on_policy.icl_prompt_file),
@@ -91,15 +93,15 @@ def targets_run(tmp, num_jobs: int) -> list[str]:
         update={
             "teacher": "model",
             "model": "teacher",
-            "endpoint": {
-                "base_url": "http://localhost:1/v1",
-                "api_key_env": "TEACHER_KEY",
-                "concurrency": 2,
-                "timeout_s": 5,
-                "max_retries": 0,
-                "backoff_initial_s": 0,
-                "backoff_max_s": 0,
-            },
+            "endpoint": EndpointConfig(
+                base_url="http://localhost:1/v1",
+                api_key_env="TEACHER_KEY",
+                concurrency=2,
+                timeout_s=5,
+                max_retries=0,
+                backoff_initial_s=0,
+                backoff_max_s=0,
+            ),
             "template_file": str(ROOT / MINI.targets.template_file),
             "shard_size": SHARD,
             "num_jobs": num_jobs,
@@ -130,48 +132,48 @@ def metrics_of(path) -> dict:
     return m
 
 
-@pytest.mark.parametrize("num_jobs", [2, 4, 8])
+@pytest.mark.parametrize("num_jobs", [1, 2, 4, 8])
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_scatter_then_gather_writes_what_one_job_writes(tmp_path, stage, num_jobs):
     module, argv_of = STAGES[stage]
     (tmp_path / "one").mkdir()
     module.main([*argv_of(tmp_path / "one", 1), "--metrics", str(tmp_path / "one/metrics.json")])
     one = (tmp_path / "one/out.jsonl").read_bytes()
+    assert not shards.work_dir(tmp_path / "one/out.jsonl").exists()  # removed once the output is written
 
     many = tmp_path / "many"
     many.mkdir()
     argv = argv_of(many, num_jobs)
-    parts = [str(many / f"part{j}.json") for j in range(num_jobs)]
+    parts = []
     for job in range(num_jobs):
-        module.main([*argv, "--job", str(job), "--metrics", parts[job]])
-    assert not (many / "out.jsonl").exists()  # a scatter job writes only shards and its metrics
-    assert len(list(shards.work_dir(many / "out.jsonl").glob("shard-*.json"))) == 6
-    part = metrics_of(many / "part1.json")
-    assert (part["job"], part["num_jobs"], part["shards_total"]) == (1, num_jobs, len(range(1, 6, num_jobs)))
+        part = many / f"{job + 1}-of-{num_jobs}" / "part.json"
+        out = [a if a != str(many / "out.jsonl") else str(part) for a in argv]
+        module.main([*out, "--part", f"{job + 1}-of-{num_jobs}", "--metrics", str(part.with_name("m.json"))])
+        assert part.is_file() and not shards.work_dir(part).exists()  # its shards are in the part file
+        parts.append(str(part))
+    assert not (many / "out.jsonl").exists()  # a scatter job writes only its part and its metrics
+    held = [len(json.loads(Path(p).read_text())["shards"]) for p in parts]
+    assert sum(held) == 6 and max(held) - min(held) <= 1  # 6 shards, spread evenly
+    first = metrics_of(Path(parts[0]).with_name("m.json"))
+    assert (first["job"], first["num_jobs"], first["shards_total"]) == (0, num_jobs, held[0])
 
     module.main([*argv, "--parts", *parts, "--metrics", str(many / "metrics.json")])
     assert (many / "out.jsonl").read_bytes() == one and len(one.splitlines()) == N_ITEMS - 1  # q7 dropped
     assert metrics_of(many / "metrics.json") == metrics_of(tmp_path / "one/metrics.json")
     assert metrics_of(many / "metrics.json")["tokens_out"] > 0
-    assert not shards.work_dir(many / "out.jsonl").exists()  # removed once the output is written
 
 
-def test_gather_without_a_jobs_shards_fails_and_writes_nothing(tmp_path):
+def test_gather_without_a_shard_fails_and_writes_nothing(tmp_path):
     argv = targets_run(tmp_path, 3)
-    parts = [str(tmp_path / f"part{j}.json") for j in range(3)]
+    parts = []
     for job in range(3):
-        build_targets.main([*argv, "--job", str(job), "--metrics", parts[job]])
-    shards.shard_file(shards.work_dir(tmp_path / "out.jsonl"), 5).unlink()  # job 2's
-    msg = r"\[5\]; made by scatter job\(s\) \[2\] of 3: run those jobs again \(delete \S+/part2.json "
-    with pytest.raises(shards.MissingShards, match=msg):
+        part = tmp_path / f"{job + 1}-of-3" / "part.json"
+        out = [a if a != str(tmp_path / "out.jsonl") else str(part) for a in argv]
+        build_targets.main([*out, "--part", f"{job + 1}-of-3", "--metrics", str(part.with_name("m.json"))])
+        parts.append(str(part))
+    body = json.loads(Path(parts[2]).read_text())
+    body["shards"] = [s for s in body["shards"] if s["index"] != 5]  # job 3's shard 5 lost
+    Path(parts[2]).write_text(json.dumps(body))
+    with pytest.raises(ValueError, match=r"absent or made from other inputs in 3 part file\(s\): \[5\]"):
         build_targets.main([*argv, "--parts", *parts, "--metrics", str(tmp_path / "metrics.json")])
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "metrics.json").exists()
-
-
-def test_a_teacher_without_shards_refuses_job_and_parts(tmp_path):
-    argv = targets_run(tmp_path, 2)
-    cfg = json.loads(argv[1])
-    cfg["targets"]["teacher"] = "best_rated"
-    argv[1] = json.dumps(cfg)
-    with pytest.raises(SystemExit, match="teacher=best_rated makes no shards"):
-        build_targets.main([*argv, "--job", "0", "--metrics", str(tmp_path / "m.json")])

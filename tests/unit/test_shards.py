@@ -15,6 +15,12 @@ class Killed(Exception):
     """Stands in for SIGKILL: the process stops between two statements."""
 
 
+def run(*args, **kwargs):
+    """run_sharded's finished shards assembled: (records, counts, summary)."""
+    finished, summary = shards.run_sharded(*args, **kwargs)
+    return (*shards.assemble(finished), summary)
+
+
 def make_process(calls: list, kill_after: int | None = None):
     def process(part):
         if kill_after is not None and len(calls) == kill_after:
@@ -38,7 +44,7 @@ def test_plan_covers_every_item_once_in_order():
 
 def test_uninterrupted_run_assembles_in_order_and_sums_counts(tmp_path):
     calls = []
-    records, counts, summary = shards.run_sharded(ITEMS, 5, tmp_path / "s", "ctx", make_process(calls))
+    records, counts, summary = run(ITEMS, 5, tmp_path / "s", "ctx", make_process(calls))
     assert [r["id"] for r in records] == [x["id"] for x in ITEMS]
     assert counts == Counter(items=23, tokens_out=15)
     assert summary.as_dict() == {"shards_total": 5, "shards_reused": 0, "shards_run": 5, "shards_stale": 0}
@@ -47,7 +53,7 @@ def test_uninterrupted_run_assembles_in_order_and_sums_counts(tmp_path):
 
 def test_kill_midway_then_rerun_loses_and_duplicates_nothing(tmp_path):
     folder = tmp_path / "s"
-    reference, ref_counts, _ = shards.run_sharded(ITEMS, 5, tmp_path / "ref", "ctx", make_process([]))
+    reference, ref_counts, _ = run(ITEMS, 5, tmp_path / "ref", "ctx", make_process([]))
 
     first = []
     with pytest.raises(Killed):
@@ -57,7 +63,7 @@ def test_kill_midway_then_rerun_loses_and_duplicates_nothing(tmp_path):
     (folder / ".shard-00003.json.abc.tmp").write_text('{"index": 3, "records": [')
 
     second = []
-    records, counts, summary = shards.run_sharded(ITEMS, 5, folder, "ctx", make_process(second))
+    records, counts, summary = run(ITEMS, 5, folder, "ctx", make_process(second))
     assert records == reference and counts == ref_counts
     assert second == [["q15", "q16", "q17", "q18", "q19"], ["q20", "q21", "q22"]]  # only the missing work
     assert summary.shards_reused == 3 and summary.shards_run == 2 and summary.shards_stale == 0
@@ -68,7 +74,7 @@ def test_kill_midway_then_rerun_loses_and_duplicates_nothing(tmp_path):
 def test_a_finished_run_is_all_reused(tmp_path):
     shards.run_sharded(ITEMS, 5, tmp_path, "ctx", make_process([]))
     calls = []
-    _, _, summary = shards.run_sharded(ITEMS, 5, tmp_path, "ctx", make_process(calls))
+    _, _, summary = run(ITEMS, 5, tmp_path, "ctx", make_process(calls))
     assert calls == [] and summary.shards_reused == 5
 
 
@@ -93,7 +99,7 @@ def test_stale_shards_are_made_again(tmp_path, change, redone):
     else:
         (tmp_path / "shard-00002.json").write_text("{not json")
     calls = []
-    records, _, summary = shards.run_sharded(items, size, tmp_path, ctx, make_process(calls))
+    records, _, summary = run(items, size, tmp_path, ctx, make_process(calls))
     assert len(calls) == redone
     assert [r["out"] for r in records] == [x["text"].upper() for x in items]
 
@@ -122,7 +128,7 @@ def test_request_seed_depends_on_seed_key_and_round_only():
     assert 0 <= a < 2**32
 
 
-# ------------------------------------------------------------------ scatter (num_jobs jobs) and gather
+# ------------------------------------------------------- scatter (parts I-of-N) and gather (the part files)
 @pytest.mark.parametrize(
     ("n_shards", "num_jobs"),
     [(1, 1), (5, 1), (5, 2), (5, 5), (3, 8), (32, 4), (65, 8), (0, 3)],
@@ -148,51 +154,57 @@ def test_job_outside_the_scatter_is_refused(tmp_path):
         shards.job_of(0, 0)
 
 
-def part_metrics(folder, job, num_jobs, summary) -> object:
-    """What a scatter job's metrics.json holds (aft.pipeline.stage.finish_part), for the gather."""
-    path = folder / f"part{job}.json"
-    path.write_text(json.dumps({"metrics": {"job": job, "num_jobs": num_jobs} | summary.as_dict()}))
-    return path
-
-
-@pytest.mark.parametrize("num_jobs", [2, 3, 5, 7])
-def test_gathering_the_jobs_shards_equals_one_job(tmp_path, num_jobs):
-    one, one_counts, one_summary = shards.run_stage(
-        ITEMS, 5, tmp_path / "one/out.jsonl", "ctx", make_process([]), num_jobs=1
-    )
-    out = tmp_path / "many/out.jsonl"
+def scatter(tmp_path, num_jobs: int, order=None) -> list:
+    """Every scatter job's part file (shards.sharded with part I-of-N), in `order` of the jobs."""
     parts = []
-    for job in reversed(range(num_jobs)):  # the order the jobs run in does not matter
-        _, _, summary = shards.run_stage(ITEMS, 5, out, "ctx", make_process([]), num_jobs, job=job)
-        parts.append(part_metrics(tmp_path, job, num_jobs, summary))
+    for job in order or range(num_jobs):
+        out = tmp_path / f"{job + 1}-of-{num_jobs}" / "part.json"
+        records, _, _ = shards.sharded(
+            ITEMS, 5, out, "ctx", make_process([]), part=f"{job + 1}-of-{num_jobs}"
+        )
+        assert records is None and out.is_file()  # a scatter job writes its part file, not the output
+        parts.append(out)
+    return parts
+
+
+@pytest.mark.parametrize("num_jobs", [1, 2, 3, 5, 7])
+def test_gathering_the_parts_equals_one_job(tmp_path, num_jobs):
+    one, one_counts, one_summary = shards.sharded(
+        ITEMS, 5, tmp_path / "one/out.jsonl", "ctx", make_process([])
+    )
+    parts = scatter(
+        tmp_path, num_jobs, reversed(range(num_jobs))
+    )  # the order the jobs run in does not matter
     calls = []
-    records, counts, summary = shards.run_stage(
-        ITEMS, 5, out, "ctx", make_process(calls), num_jobs, parts=parts
+    records, counts, summary = shards.sharded(
+        ITEMS, 5, tmp_path / "out.jsonl", "ctx", make_process(calls), parts=parts
     )
     assert calls == []  # the gather makes nothing
     assert json.dumps(records) == json.dumps(one) and counts == one_counts
     assert summary == one_summary == shards.ShardSummary(shards_total=5, shards_run=5)
-    # the shard files themselves do not depend on num_jobs
-    for i in range(5):
-        name = f"shard-{i:05d}.json"
-        assert (shards.work_dir(out) / name).read_text() == (
-            tmp_path / "one/out.jsonl.shards" / name
-        ).read_text()
+    # each part holds the shards its job made, whole: the same shards, whichever the number of parts
+    first = json.loads(parts[-1].read_text())
+    assert first["part"] == f"1-of-{num_jobs}" and [s["index"] for s in first["shards"]] == list(
+        range(0, 5, num_jobs)
+    )
+    assert first["shards"][0] == json.loads((tmp_path / "one/out.jsonl.shards/shard-00000.json").read_text())
 
 
-def test_gather_names_the_missing_shards_and_their_jobs(tmp_path):
-    out = tmp_path / "out.jsonl"
-    parts = []
-    for job in range(3):
-        _, _, summary = shards.run_stage(ITEMS, 5, out, "ctx", make_process([]), 3, job=job)
-        parts.append(part_metrics(tmp_path, job, 3, summary))
-    shards.shard_file(shards.work_dir(out), 4).unlink()
-    with pytest.raises(
-        shards.MissingShards, match=r"absent or stale .*\[4\]; made by scatter job\(s\) \[1\] of 3"
-    ):
-        shards.run_stage(ITEMS, 5, out, "ctx", make_process([]), 3, parts=parts)
-    with pytest.raises(shards.MissingShards, match="scatter jobs 0..2 of 3"):
-        shards.read_parts(parts[:2], 3)
+def test_gather_names_shards_absent_repeated_or_stale(tmp_path):
+    parts = scatter(tmp_path, 3)
+    with pytest.raises(ValueError, match=r"absent or made from other inputs in 2 part file\(s\): \[1, 4\]"):
+        shards.gather(ITEMS, 5, "ctx", [parts[0], parts[2]])
+    with pytest.raises(ValueError, match="shard 0 is in two part files"):
+        shards.gather(ITEMS, 5, "ctx", [parts[0], *parts])
+    with pytest.raises(ValueError, match=r"\[0, 1, 2, 3, 4\]"):  # another context: every shard stale
+        shards.gather(ITEMS, 5, "other ctx", parts)
+
+
+@pytest.mark.parametrize("bad", ["3", "0-of-2", "3-of-2", "a-of-b", "1-of-"])
+def test_a_part_is_snakemakes_scatteritem(bad):
+    assert shards.parse_part("2-of-8") == (1, 8)
+    with pytest.raises(ValueError, match="I-of-N|1..N"):
+        shards.parse_part(bad)
 
 
 def test_killed_scatter_job_reruns_only_its_missing_shards(tmp_path):
@@ -207,7 +219,7 @@ def test_killed_scatter_job_reruns_only_its_missing_shards(tmp_path):
     assert [c[0] for c in other] == ["q0", "q15", "q30"]  # another job's shards are not its business
 
     again = []
-    records, _, summary = shards.run_sharded(items, 5, folder, "ctx", make_process(again), job=1, num_jobs=3)
+    records, _, summary = run(items, 5, folder, "ctx", make_process(again), job=1, num_jobs=3)
     assert again == [[f"q{i}" for i in range(35, 40)]]  # only shard 7
     assert summary.as_dict() == {"shards_total": 3, "shards_reused": 2, "shards_run": 1, "shards_stale": 0}
     assert [r["id"] for r in records] == [f"q{i}" for s in (1, 4, 7) for i in range(5 * s, 5 * s + 5)]

@@ -91,7 +91,11 @@ def test_paper_downloads_read_from_the_network_or_a_mirror(tmp_path):
 
 def job_resources(out: str, rule: str) -> dict[str, str]:
     """The `resources:` line of the first `rule` job in a dry run's output, as a dict."""
-    block = out.split(f"rule {rule}:", 1)[1]
+    return block_resources(out.split(f"rule {rule}:", 1)[1])
+
+
+def block_resources(block: str) -> dict[str, str]:
+    """The `resources:` line of one job's dry-run block, as a dict."""
     line = next(x for x in block.splitlines() if x.strip().startswith("resources:"))
     return dict(kv.split("=", 1) for kv in line.split("resources:", 1)[1].strip().split(", "))
 
@@ -152,30 +156,36 @@ def job_blocks(out: str, rule: str) -> list[str]:
 
 
 def test_paper_targets_scatter_over_num_jobs_and_gather_in_one_job(tmp_path):
+    """Snakemake's scattergather: each part job writes its declared part file in its own folder, the
+    gather reads them all, on CPU; --set-scatter changes the number of parts."""
     wf = copy_workflow(tmp_path)
     target = "results/build_targets/off/targets.jsonl"
     out = dry_run_text(wf, target, "--configfile", "config/paper.yaml")
-    parts = [f"results/build_targets_part/off/{j}/metrics.json" for j in range(8)]
+    items = [f"{i}-of-8" for i in range(1, 9)]
+    parts = [f"results/build_targets_part/off/{item}/part.json" for item in items]
     scatter = job_blocks(out, "build_targets_part")
-    assert sorted(int(b.split("--job ")[1].split()[0]) for b in scatter) == list(range(8))
-    for block in scatter:  # each makes its shards in the gathered output's shard folder
-        job = block.split("--job ")[1].split()[0]
-        assert f"output: results/build_targets_part/off/{job}/metrics.json" in block
-        assert "--out results/build_targets/off/targets.jsonl --job" in block
+    assert sorted(b.split("--part ")[1].split()[0] for b in scatter) == sorted(items)
+    for block in scatter:  # each writes its own part file, nothing in another rule's folder
+        item = block.split("--part ")[1].split()[0]
+        part = f"results/build_targets_part/off/{item}/part.json"
+        assert f"output: {part}, results/build_targets_part/off/{item}/metrics.json" in block
+        assert f"--out {part}" in block and "results/build_targets/" not in block.split("output:")[1]
+        assert block_resources(block)["gpu"] == "4"
     (gather,) = job_blocks(out, "build_targets")
     inputs = gather.split("input: ", 1)[1].splitlines()[0].split(", ")
-    assert set(parts) <= set(inputs)  # the gather waits for every scatter job
+    assert set(parts) <= set(inputs)  # the gather waits for every part
     assert "--parts " + " ".join(parts) in gather
     assert "output: results/build_targets/off/targets.jsonl, results/build_targets/off/metrics.json" in gather
+    assert "gpu" not in block_resources(gather)  # a plain CPU job
 
-    # num_jobs: 1 is one job making every shard, as before the scatter existed
-    (wf / "one_job.yaml").write_text("targets:\n  num_jobs: 1\non_policy:\n  num_jobs: 1\n")
-    one = dry_run_text(wf, target, "--configfile", "config/paper.yaml", "one_job.yaml")
-    assert "build_targets_part" not in one and "--parts" not in one
-    assert job_resources(one, "build_targets")["gpu"] == "4"
-    full = dry_run(wf, "--configfile", "config/paper.yaml")
-    single = dry_run(wf, "--configfile", "config/paper.yaml", "one_job.yaml")
-    assert single == {rule: n for rule, n in full.items() if not rule.endswith("_part")}
-    # a teacher that needs no model makes no shards: num_jobs is not used
+    # the number of parts from the command line, without touching the config
+    three = dry_run_text(wf, target, "--configfile", "config/paper.yaml", "--set-scatter", "build_targets=3")
+    assert sorted(b.split("--part ")[1].split()[0] for b in job_blocks(three, "build_targets_part")) == [
+        "1-of-3",
+        "2-of-3",
+        "3-of-3",
+    ]
+    # a teacher that needs no model makes no parts: one CPU job
     (wf / "oracle.yaml").write_text("targets:\n  teacher: best_rated\n")
-    assert "build_targets_part" not in dry_run(wf, "--configfile", "config/paper.yaml", "oracle.yaml")
+    jobs = dry_run(wf, "--configfile", "config/paper.yaml", "oracle.yaml")
+    assert "build_targets_part" not in jobs and jobs["build_targets"] == 3

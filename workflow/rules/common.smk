@@ -30,7 +30,7 @@ wildcard_constraints:
     mode="direct|agg",
     bench="|".join(REGISTRY),
     pset="off|" + "|".join(f"on_{b}" for b in BASES),
-    job=r"\d+",
+    scatteritem=r"\d+-of-\d+",
 
 
 def section(**parts):
@@ -60,23 +60,19 @@ def gpus(engine):
 TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.endpoint is None
 
 
-# scatter jobs of the sharded stages (aft.gen.shards); 1: the stage's own job makes every shard
-ON_POLICY_JOBS = CFG.on_policy.num_jobs
-TARGET_JOBS = CFG.targets.num_jobs if CFG.targets.teacher == "model" else 1
+# the sharded stages' scatter jobs (their `_part` rules); `--set-scatter build_targets=N` overrides
+scattergather:
+    build_proposals_on=CFG.on_policy.num_jobs,
+    build_targets=CFG.targets.num_jobs,
 
 
-def part_files(rule, wildcard, num_jobs):
-    """The metrics of a sharded stage's scatter jobs (rule `<rule>_part`); none when num_jobs is 1."""
-    if num_jobs == 1:
+def target_parts(wildcards):
+    """The part files build_targets gathers: teacher=model only (oracle and best_rated have none)."""
+    if CFG.targets.teacher != "model":
         return []
-    return [
-        f"results/{rule}_part/{wildcard}/{job}/metrics.json" for job in range(num_jobs)
-    ]
-
-
-def parts_option(wildcards, input):
-    """The gather's `--parts FILE...`, or nothing where the stage's own job makes every shard."""
-    return "--parts " + " ".join(input.parts) if input.parts else ""
+    return gather.build_targets(
+        f"results/build_targets_part/{wildcards.pset}/{{scatteritem}}/part.json"
+    )
 
 
 def threads_of(rule):

@@ -1,10 +1,9 @@
 # Proposals (off-policy from UltraFeedback, on-policy sampled from the base) and aggregation targets.
-# The generating stages work in shards (<output>.shards/) and resume after a killed job. With
-# num_jobs > 1 (on_policy, targets) the shards are made by num_jobs `<rule>_part` jobs (shard i by job
-# i % num_jobs, all into the same <output>.shards/), and the stage's own rule only gathers them, on CPU.
-# Their metrics are temp(): the gather removes the shards, so a gather that must run again brings its
-# part jobs back. The gathered output is the same for every num_jobs, but num_jobs is in the params and
-# sets the part jobs, so changing it after the stage finished reruns the stage (see README).
+# The generating stages are Snakemake scatter/gather pairs (`scattergather:` in common.smk, counts from
+# on_policy.num_jobs and targets.num_jobs, or `--set-scatter build_targets=N`): each `<rule>_part` job
+# makes its share of the shards (shard i by part i % N) in its own folder, resumes after a kill from
+# the shards it finished, and writes them to its declared part file; the stage's own rule gathers the
+# parts on CPU. The gathered output is the same for every N; changing N reruns the stage.
 
 
 rule build_proposals_off:
@@ -34,31 +33,31 @@ rule build_proposals_on_part:
         icl_prompt=CFG.on_policy.icl_prompt_file,
         model=base_model_input,
     output:
-        metrics=temp("results/build_proposals_on_part/{base}/{job}/metrics.json"),
+        part="results/build_proposals_on_part/{base}/{scatteritem}/part.json",
+        metrics="results/build_proposals_on_part/{base}/{scatteritem}/metrics.json",
     log:
-        "logs/build_proposals_on_part/{base}/{job}.log",
+        "logs/build_proposals_on_part/{base}/{scatteritem}.log",
     benchmark:
-        "results/benchmarks/build_proposals_on_part/{base}/{job}.tsv"
+        "results/benchmarks/build_proposals_on_part/{base}/{scatteritem}.tsv"
     threads: threads_of("build_proposals_on_part")
     resources:
         **resources_of("build_proposals_on_part", gpus=gpus(CFG.on_policy.engine)),
     params:
         cfg=on_policy_cfg,
         model=lambda w: base_model(w.base),
-        out=lambda w: proposals_file(f"on_{w.base}"),
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_proposals_on --config {params.cfg:q} --queries {input.queries}"
-        " --base-model {params.model} --out {params.out} --job {wildcards.job}"
+        " --base-model {params.model} --part {wildcards.scatteritem} --out {output.part}"
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 
 rule build_proposals_on:
     input:
         queries="results/prepare_data/queries.jsonl",
-        icl_prompt=CFG.on_policy.icl_prompt_file,
-        model=base_model_input,
-        parts=lambda w: part_files("build_proposals_on", w.base, ON_POLICY_JOBS),
+        parts=gather.build_proposals_on(
+            "results/build_proposals_on_part/{{base}}/{scatteritem}/part.json"
+        ),
     output:
         proposals="results/build_proposals_on/{base}/proposals.jsonl",
         metrics="results/build_proposals_on/{base}/metrics.json",
@@ -68,19 +67,15 @@ rule build_proposals_on:
         "results/benchmarks/build_proposals_on/{base}.tsv"
     threads: threads_of("build_proposals_on")
     resources:
-        **resources_of(
-            "build_proposals_on",
-            gpus=0 if ON_POLICY_JOBS > 1 else gpus(CFG.on_policy.engine),
-        ),
+        **resources_of("build_proposals_on"),
     params:
         cfg=on_policy_cfg,
         model=lambda w: base_model(w.base),
-        parts=parts_option,
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_proposals_on --config {params.cfg:q} --queries {input.queries}"
-        " --base-model {params.model} --out {output.proposals} --metrics {output.metrics} {params.parts}"
-        " --wildcards {params.wc} > {log} 2>&1"
+        " --base-model {params.model} --parts {input.parts} --out {output.proposals}"
+        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 
 rule build_targets_part:
@@ -89,11 +84,12 @@ rule build_targets_part:
         queries="results/prepare_data/queries.jsonl",
         template=CFG.targets.template_file,
     output:
-        metrics=temp("results/build_targets_part/{pset}/{job}/metrics.json"),
+        part="results/build_targets_part/{pset}/{scatteritem}/part.json",
+        metrics="results/build_targets_part/{pset}/{scatteritem}/metrics.json",
     log:
-        "logs/build_targets_part/{pset}/{job}.log",
+        "logs/build_targets_part/{pset}/{scatteritem}.log",
     benchmark:
-        "results/benchmarks/build_targets_part/{pset}/{job}.tsv"
+        "results/benchmarks/build_targets_part/{pset}/{scatteritem}.tsv"
     threads: threads_of("build_targets_part")
     resources:
         **resources_of(
@@ -102,20 +98,20 @@ rule build_targets_part:
         ),
     params:
         cfg=section(targets=CFG.targets),
-        out="results/build_targets/{pset}/targets.jsonl",
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
-        " --queries {input.queries} --out {params.out} --job {wildcards.job} --metrics {output.metrics}"
-        " --wildcards {params.wc} > {log} 2>&1"
+        " --queries {input.queries} --part {wildcards.scatteritem} --out {output.part}"
+        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 
+# teacher=model gathers the parts; oracle and best_rated need no model and no parts (one CPU job)
 rule build_targets:
     input:
         proposals=lambda w: proposals_file(w.pset),
         queries="results/prepare_data/queries.jsonl",
         template=CFG.targets.template_file,
-        parts=lambda w: part_files("build_targets", w.pset, TARGET_JOBS),
+        parts=target_parts,
     output:
         targets="results/build_targets/{pset}/targets.jsonl",
         metrics="results/build_targets/{pset}/metrics.json",
@@ -125,19 +121,11 @@ rule build_targets:
         "results/benchmarks/build_targets/{pset}.tsv"
     threads: threads_of("build_targets")
     resources:
-        **resources_of(
-            "build_targets",
-            gpus=(
-                gpus(CFG.targets.engine)
-                if TEACHER_IN_PROCESS and TARGET_JOBS == 1
-                else 0
-            ),
-        ),
+        **resources_of("build_targets"),
     params:
         cfg=section(targets=CFG.targets),
-        parts=parts_option,
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
-        " --queries {input.queries} --out {output.targets} --metrics {output.metrics} {params.parts}"
-        " --wildcards {params.wc} > {log} 2>&1"
+        " --queries {input.queries} --parts {input.parts} --out {output.targets}"
+        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

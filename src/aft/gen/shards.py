@@ -8,13 +8,12 @@ A shard file holds {"index", "start", "stop", "fingerprint", "records", "counts"
 covers the shard's range, its items and a `context` string naming everything else that decides its
 content (model, prompt file, sampling settings), so a changed input or setting makes it stale.
 
-Scatter and gather: the shards can be spread over `num_jobs` jobs, job j making the shards i with
-i % num_jobs == j, all into the same folder; one gather then assembles them in shard order, making none.
-A shard's file and fingerprint do not depend on num_jobs, so the assembled output is the same for every
-num_jobs, and a change of num_jobs before the gather keeps every finished shard. Round robin rather than
-contiguous ranges: items come grouped by source (UltraFeedback's short FLAN rows, then long ShareGPT
-ones), so each job gets a like share of the slow ones, and a job's shards stay its own when items are
-added at the end.
+Scatter and gather (Snakemake's `scattergather:`): scatter job `I-of-N` makes the shards i with
+i % N == I - 1 in its own work folder and writes them, whole, to its declared part file; the gather
+reads the N part files and assembles every shard in order, making none. A shard's content and
+fingerprint do not depend on N, so the assembled output is the same for every N. Round robin rather
+than contiguous ranges: items come grouped by source (UltraFeedback's short FLAN rows, then long
+ShareGPT ones), so each job gets a like share of the slow ones.
 """
 
 from __future__ import annotations
@@ -55,17 +54,9 @@ class ShardSummary:
 
     @classmethod
     def summed(cls, parts: Iterable[dict]) -> ShardSummary:
-        """The summary of a whole stage from its scatter jobs' summaries (their metrics)."""
+        """The summary of a whole stage from its scatter jobs' summaries (their part files)."""
         parts = list(parts)
         return cls(**{k: sum(int(p[k]) for p in parts) for k in cls.__dataclass_fields__})
-
-
-class MissingShards(RuntimeError):
-    """The gather found shards absent or made from other inputs: their scatter jobs must run again."""
-
-    def __init__(self, message: str, jobs: Sequence[int] = ()):
-        super().__init__(message)
-        self.jobs = list(jobs)
 
 
 def plan(n_items: int, shard_size: int) -> list[Shard]:
@@ -115,6 +106,17 @@ def load_shard(path: Path, shard: Shard, expected_fingerprint: str) -> dict | No
     return data if same and isinstance(data.get("records"), list) else None
 
 
+def parse_part(part: str) -> tuple[int, int]:
+    """Snakemake's scatter item `I-of-N` as (job, num_jobs) with job = I - 1."""
+    try:
+        i, n = (int(x) for x in part.split("-of-"))
+    except ValueError:
+        raise ValueError(f"a scatter part is 'I-of-N' (Snakemake's {{scatteritem}}), got {part!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"scatter part {part!r}: I must lie in 1..N")
+    return i - 1, n
+
+
 def run_sharded(
     items: Sequence,
     shard_size: int,
@@ -123,8 +125,9 @@ def run_sharded(
     process: Callable[[list], ShardResult],
     job: int = 0,
     num_jobs: int = 1,
-) -> tuple[list[dict], Counter, ShardSummary]:
-    """Process `items` shard by shard; returns the records in order, the summed counts, the summary.
+) -> tuple[list[dict], ShardSummary]:
+    """Process `items` shard by shard; returns the finished shards (see the module docstring) in order
+    and the summary.
 
     `process(shard_items)` returns (records, counts) for one shard; it is called only for shards
     without a valid file, so a rerun after a kill does only the missing work. With num_jobs > 1 only
@@ -135,11 +138,10 @@ def run_sharded(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     all_shards = plan(len(items), shard_size)
-    shards = [s for s in all_shards if job_of(s.index, num_jobs) == job]
-    summary = ShardSummary(shards_total=len(shards))
-    records: list[dict] = []
-    counts: Counter = Counter()
-    for shard in shards:
+    mine = [s for s in all_shards if job_of(s.index, num_jobs) == job]
+    summary = ShardSummary(shards_total=len(mine))
+    finished: list[dict] = []
+    for shard in mine:
         part = list(items[shard.start : shard.stop])
         fp = fingerprint(context, shard, part)
         path = shard_file(folder, shard.index)
@@ -163,74 +165,78 @@ def run_sharded(
         else:
             summary.shards_reused += 1
             log.info("shard %d/%d reused from an earlier run", shard.index + 1, len(all_shards))
-        records.extend(done["records"])
-        counts.update(done["counts"])
-    return records, counts, summary
+        finished.append(done)
+    return finished, summary
 
 
-def gather(
-    items: Sequence, shard_size: int, folder: Path, context: str, num_jobs: int
-) -> tuple[list[dict], Counter]:
-    """Every shard's records in shard order and the summed counts, made by scatter jobs; makes none.
-
-    Raises MissingShards naming the shards (and their jobs) that are absent or stale."""
+def assemble(finished: Sequence[dict]) -> tuple[list[dict], Counter]:
+    """The records of finished shards in their order, and their summed counts."""
     records: list[dict] = []
     counts: Counter = Counter()
-    missing: list[int] = []
-    for shard in plan(len(items), shard_size):
-        part = list(items[shard.start : shard.stop])
-        done = load_shard(shard_file(folder, shard.index), shard, fingerprint(context, shard, part))
-        if done is None:
-            missing.append(shard.index)
-            continue
+    for done in finished:
         records.extend(done["records"])
         counts.update(done["counts"])
-    if missing:
-        jobs = sorted({job_of(i, num_jobs) for i in missing})
-        raise MissingShards(
-            f"{len(missing)} shard(s) absent or stale in {folder}: {missing[:20]}; made by scatter"
-            f" job(s) {jobs} of {num_jobs}: run those jobs again",
-            jobs,
-        )
     return records, counts
 
 
-def run_stage(
+def write_part(path: Path, part: str, finished: Sequence[dict], summary: ShardSummary) -> None:
+    """A scatter job's declared output: its finished shards, whole, and how it got them."""
+    body = {"part": part, "summary": summary.as_dict(), "shards": list(finished)}
+    atomic_write_text(path, json.dumps(body, ensure_ascii=False))
+
+
+def gather(
+    items: Sequence, shard_size: int, context: str, part_files: Sequence[Path]
+) -> tuple[list[dict], Counter, ShardSummary]:
+    """Every shard's records in shard order, the summed counts and summaries, from the scatter jobs'
+    part files; makes none. A shard absent, repeated or made from other inputs is an error naming it
+    (Snakemake reruns a part whose inputs or params changed, so this guards hand-made parts)."""
+    parts = [json.loads(Path(f).read_text()) for f in part_files]
+    by_index: dict[int, dict] = {}
+    for f, body in zip(part_files, parts, strict=True):
+        for done in body["shards"]:
+            if done["index"] in by_index:
+                raise ValueError(f"shard {done['index']} is in two part files (one of them {f})")
+            by_index[done["index"]] = done
+    finished, bad = [], []
+    for shard in plan(len(items), shard_size):
+        done = by_index.get(shard.index)
+        fp = fingerprint(context, shard, list(items[shard.start : shard.stop]))
+        if done is None or (done["start"], done["stop"], done["fingerprint"]) != (
+            shard.start,
+            shard.stop,
+            fp,
+        ):
+            bad.append(shard.index)
+        else:
+            finished.append(done)
+    if bad:
+        raise ValueError(
+            f"{len(bad)} shard(s) absent or made from other inputs in {len(parts)} part file(s): {bad[:20]}"
+        )
+    records, counts = assemble(finished)
+    return records, counts, ShardSummary.summed(body["summary"] for body in parts)
+
+
+def sharded(
     items: Sequence,
     shard_size: int,
     out: Path,
     context: str,
     process: Callable[[list], ShardResult],
-    num_jobs: int,
-    job: int | None = None,
+    part: str | None = None,
     parts: Sequence[Path] | None = None,
-) -> tuple[list[dict], Counter, ShardSummary]:
-    """A sharded stage's work in `<out>.shards/`: every shard (one job), the shards of scatter job `job`
-    (its records only), or the gather of what the scatter jobs whose metrics are `parts` made."""
-    folder = work_dir(out)
+) -> tuple[list[dict] | None, Counter, ShardSummary]:
+    """A sharded stage's work, its shards kept in `<out>.shards/` while it runs. One of:
+    scatter job `part` (`I-of-N`): its shards, written whole to the part file `out` (records: None);
+    the gather of `parts` (the part files): every record, making nothing;
+    neither: one job makes every shard."""
     if parts:
-        summary = read_parts(parts, num_jobs)
-        try:
-            records, counts = gather(items, shard_size, folder, context, num_jobs)
-        except MissingShards as err:  # their metrics say done: Snakemake reruns them once these are gone
-            redo = " ".join(str(p) for p in sorted(parts) if job_of_part(p) in err.jobs)
-            raise MissingShards(f"{err} (delete {redo} and rerun)", err.jobs) from None
-        return records, counts, summary
-    scatter = (0, 1) if job is None else (job, num_jobs)  # no job: this one makes every shard
-    return run_sharded(items, shard_size, folder, context, process, *scatter)
-
-
-def job_of_part(path: Path) -> int:
-    """The scatter job whose metrics.json this is."""
-    return int(json.loads(Path(path).read_text())["metrics"]["job"])
-
-
-def read_parts(paths: Sequence[Path], num_jobs: int) -> ShardSummary:
-    """The summed summary of the scatter jobs' metrics.json files, which must be jobs 0..num_jobs-1."""
-    parts = [json.loads(Path(p).read_text())["metrics"] for p in paths]
-    got = sorted((int(m["job"]), int(m["num_jobs"])) for m in parts)
-    if got != [(j, num_jobs) for j in range(num_jobs)]:
-        raise MissingShards(
-            f"expected the metrics of scatter jobs 0..{num_jobs - 1} of {num_jobs}, got {got}"
-        )
-    return ShardSummary.summed(parts)
+        return gather(items, shard_size, context, parts)
+    job, num_jobs = parse_part(part) if part else (0, 1)
+    finished, summary = run_sharded(items, shard_size, work_dir(out), context, process, job, num_jobs)
+    records, counts = assemble(finished)
+    if part:
+        write_part(out, part, finished, summary)
+        return None, counts, summary
+    return records, counts, summary

@@ -270,8 +270,9 @@ class OnPolicyConfig(Section):
     )
     num_jobs: int = Field(
         ge=1,
-        description="cluster jobs the shards are spread over (shard i made by job i % num_jobs), then one"
-        " job assembles them; 1 = one job makes every shard. The output does not depend on it",
+        description="scatter parts the shards are spread over (Snakemake's scattergather: shard i made by"
+        " part i % num_jobs, rule build_proposals_on_part), then one CPU job gathers them; the command line's"
+        " --set-scatter build_proposals_on=N overrides it. The output does not depend on it",
     )
     engine: EngineConfig
 
@@ -348,9 +349,9 @@ class TargetsConfig(Section):
     )
     num_jobs: int = Field(
         ge=1,
-        description="teacher=model: cluster jobs the shards are spread over (shard i made by job"
-        " i % num_jobs), then one job assembles them; 1 = one job makes every shard. The output does not"
-        " depend on it",
+        description="teacher=model: scatter parts the shards are spread over (shard i made by part"
+        " i % num_jobs, rule build_targets_part), then one CPU job gathers them; --set-scatter"
+        " build_targets=N overrides it. The output does not depend on it",
     )
 
     @model_validator(mode="after")

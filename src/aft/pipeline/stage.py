@@ -36,18 +36,20 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 def add_scatter_arguments(p: argparse.ArgumentParser) -> None:
-    """--job / --parts of a sharded stage (aft.gen.shards): one scatter job, or the gather after them."""
+    """--part / --parts of a sharded stage (aft.gen.shards): one scatter job, or the gather after them."""
     g = p.add_mutually_exclusive_group()
     g.add_argument(
-        "--job",
-        type=int,
-        help="scatter: make only job J's shards (i %% num_jobs == J) in <out>.shards/; --out is not written",
+        "--part",
+        metavar="I-of-N",
+        help="scatter job I of N (Snakemake's {scatteritem}): make shards i with i %% N == I-1 and write"
+        " them to --out, a part file",
     )
     g.add_argument(
         "--parts",
         type=Path,
-        nargs="+",
-        help="gather: the scatter jobs' metrics.json files; assemble their shards into --out, making none",
+        nargs="*",
+        help="gather: the scatter jobs' part files; assemble their shards into --out, making none (none"
+        " given: the stage needs no parts, e.g. build_targets without a teacher model)",
     )
 
 

@@ -2,13 +2,14 @@
 
 Queries are generated shard by shard (on_policy.shard_size); each finished shard is written atomically
 to `<out>.shards/`, so a rerun after a killed job skips the finished shards. The shard folder is
-removed once the output is assembled. With on_policy.num_jobs > 1 the shards are spread over scatter
-jobs (`--job J`: shards i with i % num_jobs == J, no --out written) and one gather (`--parts`: their
-metrics; assembles the shards, makes none, needs no engine).
+removed once the job's output is written. The workflow spreads the shards over on_policy.num_jobs
+scatter jobs (`--part I-of-N`, rule build_proposals_on_part: its shards to a part file) and gathers
+them in one CPU job (`--parts`: assembles the shards, makes none, needs no engine); with neither
+option one job makes everything.
 
 Usage (what the rules run; runnable by hand too):
     python -m aft.stages.build_proposals_on --config CFG --queries JSONL --base-model DIR_OR_ID \
-        --out JSONL --metrics FILE [--job J | --parts METRICS...]
+        --out JSONL --metrics FILE [--part I-of-N | --parts PART...]
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def shard_context(
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--base-model", required=True)
-    p.add_argument("--out", type=Path, required=True, help="the proposals (with --job: names <out>.shards/)")
+    p.add_argument("--out", type=Path, required=True, help="the proposals (with --part: the part file)")
     add_scatter_arguments(p)
 
 
@@ -73,10 +74,10 @@ def run(
     queries_file: Path,
     base_model: str,
     out: Path,
-    job: int | None = None,
+    part: str | None = None,
     parts: list[Path] | None = None,
 ) -> Outcome:
-    """Sample the proposals shard by shard: all of them, scatter job `job`'s, or the gather of `parts`."""
+    """Sample the proposals shard by shard: all of them, scatter job `part`'s, or the gather of `parts`."""
     queries = read_jsonl(queries_file)
     template = load_template(on.icl_prompt_file)
     sampling = Sampling(on.num_samples, on.temperature, on.top_p, on.max_new_tokens, tuple(on.stop))
@@ -108,24 +109,24 @@ def run(
         return records, counts
 
     context = shard_context(on, pc, base, base_model, template)
-    records, counts, summary = shards.run_stage(
-        queries, on.shard_size, out, context, process, on.num_jobs, job, parts
-    )
-    if job is not None:
-        metrics = {"job": job, "num_jobs": on.num_jobs} | dict(counts) | summary.as_dict()
-        return Outcome(metrics, stage="build_proposals_on_part")
+    records, counts, summary = shards.sharded(queries, on.shard_size, out, context, process, part, parts)
+    cleanup = [shards.work_dir(out)]
+    if records is None:
+        job, num_jobs = shards.parse_part(part)
+        metrics = {"job": job, "num_jobs": num_jobs} | dict(counts) | summary.as_dict()
+        return Outcome(metrics, [out], stage="build_proposals_on_part", cleanup=cleanup)
     write_jsonl(out, records)
     metrics = {"queries": len(queries)} | dict(counts) | summary.as_dict()
     acc = proposal_accuracy(records, queries)
     if acc is not None:
         metrics["proposal_accuracy"] = acc
-    return Outcome(metrics, [out], cleanup=[shards.work_dir(out)])
+    return Outcome(metrics, [out], cleanup=cleanup)
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(a: argparse.Namespace, cfg: dict) -> Outcome:
         return run(
-            cfg["proposals"], cfg["on_policy"], cfg["base"], a.queries, a.base_model, a.out, a.job, a.parts
+            cfg["proposals"], cfg["on_policy"], cfg["base"], a.queries, a.base_model, a.out, a.part, a.parts
         )
 
     models = {"proposals": ProposalsConfig, "on_policy": OnPolicyConfig, "base": BaseModelConfig}

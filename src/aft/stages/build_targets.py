@@ -2,13 +2,14 @@
 
 teacher=model generates shard by shard (targets.shard_size), each finished shard written atomically
 to `<out>.shards/`, so a rerun after a killed job skips the finished shards; oracle and best_rated
-need no model. Cost accounting (requests, tokens in/out) goes to metrics.json and MLflow. With
-targets.num_jobs > 1 the shards are spread over scatter jobs (`--job J`: shards i with i % num_jobs == J,
-no --out written) and one gather (`--parts`: their metrics; assembles the shards, makes none).
+need no model. Cost accounting (requests, tokens in/out) goes to metrics.json and MLflow. For
+teacher=model the workflow spreads the shards over targets.num_jobs scatter jobs (`--part I-of-N`, rule
+build_targets_part: its shards to a part file) and gathers them in one CPU job (`--parts`: assembles
+the shards, makes none); with neither option one job makes everything.
 
 Usage (what the rules run; runnable by hand too):
     python -m aft.stages.build_targets --config CFG --proposals JSONL --queries JSONL --out JSONL \
-        --metrics FILE [--job J | --parts METRICS...]
+        --metrics FILE [--part I-of-N | --parts PART...]
 """
 
 from __future__ import annotations
@@ -56,9 +57,13 @@ def shard_context(tc: TargetsConfig, template: str) -> str:
 
 
 def model_targets(
-    tc: TargetsConfig, records: list[dict], out: Path, job: int | None = None, parts: list[Path] | None = None
-) -> tuple[list[dict], Counter, shards.ShardSummary]:
-    """The teacher's targets in shards: all of them, scatter job `job`'s, or the gather of `parts`."""
+    tc: TargetsConfig,
+    records: list[dict],
+    out: Path,
+    part: str | None = None,
+    parts: list[Path] | None = None,
+) -> tuple[list[dict] | None, Counter, shards.ShardSummary]:
+    """The teacher's targets in shards: all of them, scatter job `part`'s (None), or the gather of `parts`."""
     template = load_template(tc.template_file)
     sampling = Sampling(1, tc.temperature, 1.0, tc.max_new_tokens)
     in_process = tc.endpoint is None
@@ -75,13 +80,13 @@ def model_targets(
         return targets, counts
 
     context = shard_context(tc, template)
-    return shards.run_stage(records, tc.shard_size, out, context, process, tc.num_jobs, job, parts)
+    return shards.sharded(records, tc.shard_size, out, context, process, part, parts)
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proposals", type=Path, required=True)
     p.add_argument("--queries", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="the targets (with --job: names <out>.shards/)")
+    p.add_argument("--out", type=Path, required=True, help="the targets (with --part: the part file)")
     add_scatter_arguments(p)
 
 
@@ -90,12 +95,12 @@ def run(
     proposals: Path,
     queries: Path,
     out: Path,
-    job: int | None = None,
+    part: str | None = None,
     parts: list[Path] | None = None,
 ) -> Outcome:
-    """The targets of every proposal record (or scatter job `job`'s shards, or the gather of `parts`)."""
-    if tc.teacher != "model" and (job is not None or parts):
-        raise SystemExit(f"--job/--parts: teacher={tc.teacher} makes no shards")
+    """The targets of every proposal record (or scatter job `part`'s shards, or the gather of `parts`)."""
+    if tc.teacher != "model" and (part or parts):
+        raise SystemExit(f"--part/--parts: teacher={tc.teacher} makes no shards")
     records = read_jsonl(proposals)
     metrics: dict = {"records_in": len(records)}
     if tc.teacher == "oracle":
@@ -106,10 +111,11 @@ def run(
         targets = best_rated_targets(records)
         metrics |= NO_TOKENS | {"dropped_unrated": len(records) - len(targets)}
     else:
-        targets, counts, summary = model_targets(tc, records, out, job, parts)
-        if job is not None:
-            part = {"job": job, "num_jobs": tc.num_jobs} | dict(counts) | summary.as_dict()
-            return Outcome(part, stage="build_targets_part")
+        targets, counts, summary = model_targets(tc, records, out, part, parts)
+        if targets is None:
+            job, num_jobs = shards.parse_part(part)
+            metrics = {"job": job, "num_jobs": num_jobs} | dict(counts) | summary.as_dict()
+            return Outcome(metrics, [out], stage="build_targets_part", cleanup=[shards.work_dir(out)])
         metrics |= dict(counts) | summary.as_dict()
     metrics["targets_out"] = write_jsonl(out, targets)
     metrics["dropped"] = len(records) - metrics["targets_out"]
@@ -118,7 +124,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> None:
     def body(a: argparse.Namespace, cfg: dict) -> Outcome:
-        return run(cfg["targets"], a.proposals, a.queries, a.out, a.job, a.parts)
+        return run(cfg["targets"], a.proposals, a.queries, a.out, a.part, a.parts)
 
     run_stage("build_targets", __doc__, argv, arguments, {"targets": TargetsConfig}, body)
 
