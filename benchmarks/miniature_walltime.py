@@ -32,8 +32,8 @@ def run(cmd: list[str], cwd: Path) -> float:
 def per_rule_seconds(workdir: Path) -> dict[str, tuple[int, float, float]]:
     """rule -> (jobs, summed seconds, max RSS MB) from Snakemake's benchmark TSVs."""
     acc: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    for tsv in (workdir / "results/benchmarks").rglob("*.tsv"):
-        rule = tsv.relative_to(workdir / "results/benchmarks").parts[0]
+    for tsv in (workdir / "results/timings").rglob("*.tsv"):
+        rule = tsv.relative_to(workdir / "results/timings").parts[0]
         with open(tsv) as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
         acc[rule][0] += 1

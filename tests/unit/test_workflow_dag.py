@@ -189,3 +189,20 @@ def test_paper_targets_scatter_over_num_jobs_and_gather_in_one_job(tmp_path):
     (wf / "oracle.yaml").write_text("targets:\n  teacher: best_rated\n")
     jobs = dry_run(wf, "--configfile", "config/paper.yaml", "oracle.yaml")
     assert "build_targets_part" not in jobs and jobs["build_targets"] == 3
+
+
+def test_a_site_profile_overrides_what_the_config_sizes(tmp_path):
+    """CPUs, memory and runtime come from config resources.rules (validated with the run's config); a
+    site's profile or command line (`set-resources`) still wins, as Snakemake documents."""
+    out = dry_run_text(
+        copy_workflow(tmp_path),
+        "--configfile",
+        "config/paper.yaml",
+        "--set-resources",
+        "train_model:mem_mb=123000",
+        "train_model:runtime=99",
+        "--",
+        "results/train_model/llama31-8b/sft/model",
+    )
+    train = job_resources(out, "train_model")
+    assert (train["mem_mb"], train["runtime"], train["gpu"]) == ("123000", "99", "8")  # GPUs: the config's

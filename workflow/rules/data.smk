@@ -15,7 +15,7 @@ rule download_source:
     log:
         "logs/download_source/{source}/{file}.log",
     benchmark:
-        "results/benchmarks/download_source/{source}/{file}.tsv"
+        "results/timings/download_source/{source}/{file}.tsv"
     wildcard_constraints:
         source="|".join(SOURCES) or "no-source",
         file="|".join(re.escape(f.name) for s in SOURCES.values() for f in s.files)
@@ -41,7 +41,7 @@ rule prepare_data:
     log:
         "logs/prepare_data/prepare_data.log",
     benchmark:
-        "results/benchmarks/prepare_data/prepare_data.tsv"
+        "results/timings/prepare_data/prepare_data.tsv"
     threads: threads_of("prepare_data")
     resources:
         **resources_of("prepare_data"),
@@ -61,7 +61,7 @@ rule prepare_bench:
     log:
         "logs/prepare_bench/{bench}.log",
     benchmark:
-        "results/benchmarks/prepare_bench/{bench}.tsv"
+        "results/timings/prepare_bench/{bench}.tsv"
     threads: threads_of("prepare_bench")
     resources:
         **resources_of("prepare_bench"),
@@ -83,7 +83,7 @@ rule build_base:
     log:
         "logs/build_base/{base}.log",
     benchmark:
-        "results/benchmarks/build_base/{base}.tsv"
+        "results/timings/build_base/{base}.tsv"
     threads: threads_of("build_base")
     resources:
         **resources_of("build_base"),

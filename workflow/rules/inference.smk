@@ -13,7 +13,7 @@ rule generate_answers:
     log:
         "logs/generate_answers/{base}/{variant}/{mode}/{bench}.log",
     benchmark:
-        "results/benchmarks/generate_answers/{base}/{variant}/{mode}/{bench}.tsv"
+        "results/timings/generate_answers/{base}/{variant}/{mode}/{bench}.tsv"
     threads: threads_of("generate_answers")
     resources:
         **resources_of("generate_answers", gpus=gpus(CFG.inference.engine)),

@@ -15,7 +15,7 @@ rule judge_answers:
     log:
         "logs/judge_answers/{base}/{variant}/{mode}/{bench}.log",
     benchmark:
-        "results/benchmarks/judge_answers/{base}/{variant}/{mode}/{bench}.tsv"
+        "results/timings/judge_answers/{base}/{variant}/{mode}/{bench}.tsv"
     # an API judge is reached from where the workflow runs (compute nodes often have no internet)
     localrule: CFG.judge.endpoint is not None
     threads: threads_of("judge_answers")

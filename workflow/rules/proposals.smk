@@ -15,7 +15,7 @@ rule build_proposals_off:
     log:
         "logs/build_proposals_off/build_proposals_off.log",
     benchmark:
-        "results/benchmarks/build_proposals_off/build_proposals_off.tsv"
+        "results/timings/build_proposals_off/build_proposals_off.tsv"
     threads: threads_of("build_proposals_off")
     resources:
         **resources_of("build_proposals_off"),
@@ -38,7 +38,7 @@ rule build_proposals_on_part:
     log:
         "logs/build_proposals_on_part/{base}/{scatteritem}.log",
     benchmark:
-        "results/benchmarks/build_proposals_on_part/{base}/{scatteritem}.tsv"
+        "results/timings/build_proposals_on_part/{base}/{scatteritem}.tsv"
     threads: threads_of("build_proposals_on_part")
     resources:
         **resources_of("build_proposals_on_part", gpus=gpus(CFG.on_policy.engine)),
@@ -64,7 +64,7 @@ rule build_proposals_on:
     log:
         "logs/build_proposals_on/{base}.log",
     benchmark:
-        "results/benchmarks/build_proposals_on/{base}.tsv"
+        "results/timings/build_proposals_on/{base}.tsv"
     threads: threads_of("build_proposals_on")
     resources:
         **resources_of("build_proposals_on"),
@@ -89,7 +89,7 @@ rule build_targets_part:
     log:
         "logs/build_targets_part/{pset}/{scatteritem}.log",
     benchmark:
-        "results/benchmarks/build_targets_part/{pset}/{scatteritem}.tsv"
+        "results/timings/build_targets_part/{pset}/{scatteritem}.tsv"
     threads: threads_of("build_targets_part")
     resources:
         **resources_of(
@@ -118,7 +118,7 @@ rule build_targets:
     log:
         "logs/build_targets/{pset}.log",
     benchmark:
-        "results/benchmarks/build_targets/{pset}.tsv"
+        "results/timings/build_targets/{pset}.tsv"
     threads: threads_of("build_targets")
     resources:
         **resources_of("build_targets"),

@@ -16,7 +16,7 @@ rule make_report:
     log:
         "logs/make_report/make_report.log",
     benchmark:
-        "results/benchmarks/make_report/make_report.tsv"
+        "results/timings/make_report/make_report.tsv"
     threads: threads_of("make_report")
     resources:
         **resources_of("make_report"),

@@ -13,7 +13,7 @@ rule build_dataset:
     log:
         "logs/build_dataset/{base}/{variant}.log",
     benchmark:
-        "results/benchmarks/build_dataset/{base}/{variant}.tsv"
+        "results/timings/build_dataset/{base}/{variant}.tsv"
     threads: threads_of("build_dataset")
     resources:
         **resources_of("build_dataset"),
@@ -37,7 +37,7 @@ rule train_model:
     log:
         "logs/train_model/{base}/{variant}.log",
     benchmark:
-        "results/benchmarks/train_model/{base}/{variant}.tsv"
+        "results/timings/train_model/{base}/{variant}.tsv"
     threads: threads_of("train_model")
     resources:
         **resources_of(

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from aft.eval.registry import benchmark
 from aft.gen.endpoint import is_openai_api
-from aft.miniature.exact_match import exact_match, judgment_rows
 from aft.pipeline.config import OPENAI_API, JudgeConfig
 from aft.pipeline.io import read_jsonl, write_json, write_jsonl
 from aft.pipeline.sources import read_all_records
@@ -75,10 +74,10 @@ def run(
 ) -> tuple[dict, list[dict], dict, dict[str, str]]:
     """Judge one model's answers; returns (result, per-question rows, judge metrics, record)."""
     spec = benchmark(name)
+    code = importlib.import_module(spec.module)  # the benchmark's module, named by its registry entry
     if not spec.llm_judged:
-        result = exact_match(answers, bench) | {"judge": "exact_match", "paper_judge": False}
-        return result, judgment_rows(answers, bench), {}, {"judge": "exact_match"}
-    code = importlib.import_module(spec.module)
+        result = code.exact_match(answers, bench) | {"judge": "exact_match", "paper_judge": False}
+        return result, code.judgment_rows(answers, bench), {}, {"judge": "exact_match"}
     with judge_client(jc, name) as client:
         log.info("judging %s with %s", name, client.label)
         generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)

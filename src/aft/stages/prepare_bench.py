@@ -15,7 +15,7 @@ import importlib
 from pathlib import Path
 
 from aft.eval.registry import benchmark
-from aft.miniature import exact_match, world
+from aft.miniature import world
 from aft.pipeline.config import DataConfig
 from aft.pipeline.io import write_jsonl
 from aft.pipeline.sources import read_all_records
@@ -26,11 +26,12 @@ def bench_rows(data: DataConfig, bench: str, files: list[Path]) -> list[dict]:
     spec = benchmark(bench)
     if data.kind != spec.data_kind:
         raise ValueError(f"benchmark {bench!r} needs data.kind={spec.data_kind!r}")
+    code = importlib.import_module(spec.module)  # the benchmark's module, named by its registry entry
     if spec.data_kind == "miniature":
-        return exact_match.question_rows(world.split_tasks(data.miniature, data.seed)["eval"])
+        return code.question_rows(world.split_tasks(data.miniature, data.seed)["eval"])
     if not files:
         raise ValueError(f"benchmark {bench!r} reads its source files: give --source FILE...")
-    return importlib.import_module(spec.module).question_rows(read_all_records(files))
+    return code.question_rows(read_all_records(files))
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
