@@ -101,3 +101,20 @@ def test_mt_bench_with_aggregation_proposes_and_aggregates_every_turn_over_the_c
         {"role": "user", "content": "M2"},
     ]
     assert answers[0] == ["c2-v0-s0", "c5-v0-s0"] and [len(t) for t in traces[0]] == [3, 3]
+
+
+def test_a_bad_template_stops_generation_before_the_engine_starts(tmp_path, monkeypatch):
+    from aft.stages import generate_answers
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("the engine was started")
+
+    monkeypatch.setattr(generate_answers, "VLLMEngine", no_engine)
+    bad = tmp_path / "t.txt"
+    bad.write_bytes(b"\xfe\xff")
+    ic = load_config(load_yaml("config/config.yaml")).inference.model_copy(update={"template_file": str(bad)})
+    (tmp_path / "bench.jsonl").write_text('{"id": "a", "turns": ["q"]}\n')
+    with pytest.raises(SystemExit, match="inference.template_file = .*: not UTF-8"):
+        generate_answers.run(
+            ic, "agg", "m", None, tmp_path / "bench.jsonl", "exact_match", tmp_path / "o.jsonl"
+        )

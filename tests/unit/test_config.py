@@ -61,6 +61,52 @@ BAD = [
     ("bf16-on-cpu", {"train": {"bf16": True}}, "train", "bf16=true needs num_gpus >= 1"),
     ("base-name-underscore", {"bases": {"my_base": None}}, "bases", "pattern"),
     ("paper-bases-unknown", {"report": {"paper_bases": {"nope": None}}}, "<config>", "not in bases"),
+    # settings that each pass alone but not together, or values that are typos: refused before any job
+    ("lr-infinite", {"train": {"learning_rate": float("inf")}}, "train.learning_rate", "finite number"),
+    ("greedy-with-n", {"inference": {"temperature": 0.0}}, "inference", "temperature=0 (greedy) with n=5"),
+    (
+        "greedy-on-policy",
+        {"on_policy": {"temperature": 0.0}},
+        "on_policy",
+        "temperature=0 (greedy) with num_samples=4",
+    ),
+    (
+        "too-few-samples",
+        {"on_policy": {"num_samples": 2}},
+        "on_policy.num_samples x (resample_rounds + 1) = 2 x 1",
+        "< proposals.num_proposals = 4",
+    ),
+    (
+        "train-shorter-than-dataset",
+        {"train": {"max_length": 256}},
+        "train.max_length=256 < dataset.max_length=512",
+        "cut the answers off",
+    ),
+    (
+        "cpu-block-size",
+        {"inference": {"engine": {"block_size": 48}}},
+        "inference.engine.block_size=48",
+        "needs a multiple of 32",
+    ),
+    (
+        "context-too-short",
+        {"inference": {"max_tokens": 200}},
+        "inference.engine.max_model_len=1024 < (n + 1) x max_tokens = 1200",
+        "aggregation prompt holds n=5 outputs",
+    ),
+    (
+        "checkpoint-path-missing",
+        {"checkpoints": {"mini": {"aft_off": {"model": "./no/such/model", "revision": None}}}},
+        "checkpoints.mini.aft_off.model='./no/such/model'",
+        "does not exist",
+    ),
+    ("tracking-scheme", {"tracking": {"tracking_uri": "mlfow://x"}}, "tracking.tracking_uri", "no scheme"),
+    (
+        "tracking-sqlite",
+        {"tracking": {"tracking_uri": "sqlite:mlflow.db"}},
+        "tracking.tracking_uri",
+        "sqlite:///RELATIVE/PATH.db",
+    ),
 ]
 
 
@@ -206,3 +252,54 @@ def test_bad_judge_values_are_rejected_naming_key_and_expectation(case, patch, k
         load_config(_merge(load_yaml("config/paper.yaml"), patch))
     msg = str(err.value)
     assert key in msg and expected in msg, msg
+
+
+TEXT_FILES = [
+    ("empty", b"  \n", "inference.template_file", "the file is empty"),
+    ("not-utf8", b"Aggregate \xff these", "inference.template_file", "not UTF-8 (byte 10"),
+    ("icl-without-query", b"# Query:\nnothing here\n", "on_policy.icl_prompt_file", "marker {query}"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "key", "expected"), TEXT_FILES, ids=[c[0] for c in TEXT_FILES])
+def test_bad_prompt_and_template_files_are_refused_before_any_job(tmp_path, case, data, key, expected):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(data)
+    section, field = key.split(".")
+    raw = load_yaml("config/config.yaml")
+    raw[section][field] = str(bad)
+    if section == "inference":  # the training template must differ from nothing but this file's content
+        raw["dataset"]["template_file"] = str(bad)
+    with pytest.raises(ValueError) as err:
+        load_config(raw)
+    assert f"{key} = {str(bad)!r}" in str(err.value) and expected in str(err.value)
+
+
+def test_inference_and_training_templates_must_match_for_a_variant_trained_here(tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("A different aggregation instruction.\n")
+    raw = load_yaml("config/config.yaml")
+    raw["inference"]["template_file"] = str(other)
+    with pytest.raises(ValueError, match="differs from dataset.template_file") as err:
+        load_config(raw)
+    assert "mini/aft_off, mini/aft_on are trained on one template" in str(err.value)
+    # the same bytes under another name is the same template
+    same = tmp_path / "same.txt"
+    same.write_bytes((ROOT / raw["dataset"]["template_file"]).read_bytes())
+    raw["inference"]["template_file"] = str(same)
+    load_config(raw)
+    # without aggregation there is nothing to match
+    raw["inference"]["template_file"] = str(other)
+    raw["grid"]["modes"] = ["direct"]
+    load_config(raw)
+
+
+def test_a_checkpoint_is_a_hub_id_or_an_existing_path(tmp_path):
+    from aft.pipeline.config import CheckpointConfig
+
+    assert not CheckpointConfig(model="linzw/Llama-AFT-Off-Policy", revision=None).is_local
+    assert CheckpointConfig(model="results/train_model/mini/sft/model", revision=None).is_local
+    assert CheckpointConfig(model=str(tmp_path), revision=None).is_local
+    raw = load_yaml("config/config.yaml")
+    raw["checkpoints"] = {"mini": {"aft_off": {"model": str(tmp_path), "revision": None}}}
+    assert load_config(raw).checkpoints["mini"]["aft_off"].is_local

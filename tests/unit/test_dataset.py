@@ -1,6 +1,6 @@
 import pytest
 
-from aft.method.dataset import build_examples, filter_by_length, token_lengths
+from aft.method.dataset import aggregation_loss, build_examples, filter_by_length, token_lengths
 from aft.method.targets import best_rated_targets
 from aft.miniature.exact_match import oracle_targets
 
@@ -103,3 +103,13 @@ def test_token_lengths_equal_the_chat_template_tokenization(family):
         len(tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]) for c in conversations
     ]
     assert token_lengths(tok, conversations, batch_size=4) == expected
+
+
+def test_an_aft_set_that_lost_its_aggregation_examples_is_refused():
+    examples = [{"kind": "aggregation"}] * 10 + [{"kind": "direct"}] * 10
+    assert aggregation_loss(examples, examples, 0.2) is None
+    assert aggregation_loss(examples, examples[2:], 0.2) is None  # 2 of 10 dropped: at the limit
+    msg = aggregation_loss(examples, examples[3:], 0.2)
+    assert msg and "dropped 3 of 10 aggregation examples (30% > dataset.max_dropped_fraction = 20%)" in msg
+    assert "dropped 10 of 10" in aggregation_loss(examples, examples[10:], 0.2)  # "AFT" = SFT: refused
+    assert aggregation_loss(examples[10:], examples[10:], 0.0) is None  # SFT has none to lose

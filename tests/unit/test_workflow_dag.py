@@ -1,5 +1,7 @@
 """The DAG as Snakemake resolves it (dry runs: seconds, no job runs)."""
 
+import pytest
+
 from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run
 
 MINIATURE = MINIATURE_JOBS | {"all": 1}
@@ -65,6 +67,55 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     )
     assert proc.returncode != 0
     assert "global_batch_size=33 must be divisible" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ("inference:\n  temperature: 0.0\n", "temperature=0 (greedy) with n=5"),
+        ("on_policy:\n  num_samples: 2\n", "< proposals.num_proposals = 4"),
+        (
+            "dataset:\n  template_file: config/prompts/icl_miniature.txt\n",
+            "differs from dataset.template_file",
+        ),
+    ],
+    ids=["greedy-with-n", "too-few-samples", "template-mismatch"],
+)
+def test_semantic_config_errors_stop_snakemake_before_any_job(tmp_path, overlay, message):
+    import subprocess
+
+    wf = copy_workflow(tmp_path)
+    (wf / "bad.yaml").write_text(overlay)
+    proc = subprocess.run(
+        ["snakemake", "-n", "--configfile", "config/config.yaml", "bad.yaml"],
+        cwd=wf,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+    assert "Job stats" not in proc.stdout + proc.stderr
+
+
+def test_a_local_checkpoint_is_a_dag_input_and_a_hub_id_is_not(tmp_path):
+    wf = copy_workflow(tmp_path)
+    (wf / "ck").mkdir()
+    (wf / "ck.yaml").write_text(
+        "checkpoints:\n  mini:\n    aft_off: {model: ./ck, revision: null}\n"
+        "    aft_on: {model: org/released-model, revision: null}\n"
+    )
+    jobs = dry_run(wf, "--configfile", "config/config.yaml", "ck.yaml")
+    assert jobs["train_model"] == 1  # only sft is trained
+    out = dry_run_text(
+        wf,
+        "--configfile",
+        "config/config.yaml",
+        "ck.yaml",
+        "--",
+        "results/generate_answers/mini/aft_off/direct/exact_match.jsonl",
+    )
+    block = job_blocks(out, "generate_answers")[0]
+    assert "input: " in block and "ck" in block.split("input: ", 1)[1].splitlines()[0]
+    assert "--model ./ck" in block
 
 
 def test_paper_downloads_read_from_the_network_or_a_mirror(tmp_path):

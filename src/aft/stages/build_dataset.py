@@ -11,11 +11,10 @@ import argparse
 from pathlib import Path
 
 from aft.method.chat_templates import load_chat_template
-from aft.method.dataset import build_examples, filter_by_length, token_lengths
-from aft.method.prompts import load_template
+from aft.method.dataset import aggregation_loss, build_examples, filter_by_length, token_lengths
 from aft.pipeline.config import BaseModelConfig, DatasetConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import Outcome, run_stage
+from aft.pipeline.stage import Outcome, read_text_input, run_stage
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -45,17 +44,21 @@ def run(
         variant,
         read_jsonl(proposals),
         target_of,
-        load_template(dc.template_file),
+        read_text_input("dataset.template_file", dc.template_file),
         dc.direct_fraction,
         dc.seed,
     )
     lengths = token_lengths(tok, [e["messages"] for e in examples])
-    examples, length_counts = filter_by_length(examples, lengths, dc.max_length)
-    if not examples:
+    kept, length_counts = filter_by_length(examples, lengths, dc.max_length)
+    if not kept:
         raise SystemExit(
             f"no training example left (dropped {length_counts['dropped_too_long']} longer than"
             f" {dc.max_length} tokens)"
         )
+    problem = aggregation_loss(examples, kept, dc.max_dropped_fraction)
+    if problem:  # refused here, before any training
+        raise SystemExit(f"{variant}: {problem}")
+    examples = kept
     counts.update(length_counts)
     return dict(counts) | {
         "dropped_too_long": length_counts["dropped_too_long"],

@@ -22,12 +22,11 @@ from pathlib import Path
 from aft.gen import shards
 from aft.gen.engine import VLLMEngine
 from aft.method.interface import Sampling, request_seed
-from aft.method.prompts import load_template
 from aft.method.proposals import collect_samples, icl_prompt, on_policy_records
 from aft.miniature.world import is_correct
 from aft.pipeline.config import BaseModelConfig, OnPolicyConfig, ProposalsConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import Outcome, add_scatter_arguments, run_stage
+from aft.pipeline.stage import Outcome, add_scatter_arguments, read_text_input, run_stage
 
 # content-deciding settings only: a lower gpu_memory_utilization after an OOM keeps the finished shards
 ENGINE_CONTENT_KEYS = ("dtype", "max_model_len")
@@ -79,7 +78,7 @@ def run(
 ) -> Outcome:
     """Sample the proposals shard by shard: all of them, scatter job `part`'s, or the gather of `parts`."""
     queries = read_jsonl(queries_file)
-    template = load_template(on.icl_prompt_file)
+    template = read_text_input("on_policy.icl_prompt_file", on.icl_prompt_file, "{query}")
     sampling = Sampling(on.num_samples, on.temperature, on.top_p, on.max_new_tokens, tuple(on.stop))
     engines: list[VLLMEngine] = []  # started on the first shard that needs it: a finished run needs none
 

@@ -24,12 +24,11 @@ from aft.gen import shards
 from aft.gen.endpoint import EndpointClient, EndpointEngine
 from aft.gen.engine import VLLMEngine
 from aft.method.interface import Engine, Sampling
-from aft.method.prompts import load_template
 from aft.method.targets import best_rated_targets, teacher_targets
 from aft.miniature.exact_match import oracle_targets
 from aft.pipeline.config import TargetsConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import Outcome, add_scatter_arguments, run_stage
+from aft.pipeline.stage import Outcome, add_scatter_arguments, read_text_input, run_stage
 
 NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out": 0}
 
@@ -64,7 +63,7 @@ def model_targets(
     parts: list[Path] | None = None,
 ) -> tuple[list[dict] | None, Counter, shards.ShardSummary]:
     """The teacher's targets in shards: all of them, scatter job `part`'s (None), or the gather of `parts`."""
-    template = load_template(tc.template_file)
+    template = read_text_input("targets.template_file", tc.template_file)
     sampling = Sampling(1, tc.temperature, 1.0, tc.max_new_tokens)
     in_process = tc.endpoint is None
     engines: list[Engine] = []  # started on the first shard that needs it: a finished run needs none

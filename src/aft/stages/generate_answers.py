@@ -20,10 +20,9 @@ from pathlib import Path
 from aft.gen.engine import VLLMEngine
 from aft.method.aggregate import AggSettings, answer_dialogues, answerer
 from aft.method.interface import Engine
-from aft.method.prompts import load_template
 from aft.pipeline.config import InferenceConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import Outcome, run_stage
+from aft.pipeline.stage import Outcome, read_text_input, run_stage
 
 
 def settings(ic: InferenceConfig) -> AggSettings:
@@ -93,8 +92,8 @@ def run(
     """Answer every question of `bench` and write them with their traces; returns the engine's cost."""
     started = time.time()
     rows = read_jsonl(bench)
+    template = read_text_input("inference.template_file", ic.template_file)  # before the engine starts
     engine = VLLMEngine(model, ic.engine, seed=ic.seed, revision=revision)
-    template = load_template(ic.template_file)
     answers, traces = answer_rows(rows, ic, bench_name, mode, engine, template)
     out_rows = [
         {"id": r["id"], "turns": r["turns"], "outputs": a, "trace": t}
