@@ -303,3 +303,19 @@ def test_a_checkpoint_is_a_hub_id_or_an_existing_path(tmp_path):
     raw = load_yaml("config/config.yaml")
     raw["checkpoints"] = {"mini": {"aft_off": {"model": str(tmp_path), "revision": None}}}
     assert load_config(raw).checkpoints["mini"]["aft_off"].is_local
+
+
+SECRETS = [
+    ("userinfo-in-url", {"base_url": "http://judge:sk-live-0123456789abcdef@host:8000/v1"}, "user:key@"),
+    ("token-as-env-name", {"api_key_env": "hf_AbCdEfGhIj0123456789KlMn"}, "String should match pattern"),
+]
+
+
+@pytest.mark.parametrize(("case", "endpoint", "expected"), SECRETS, ids=[s[0] for s in SECRETS])
+def test_a_pasted_secret_is_refused_and_never_echoed(case, endpoint, expected):
+    raw = _merge(load_yaml("config/paper.yaml"), {"judge": {"endpoint": endpoint}})
+    with pytest.raises(ValueError) as err:
+        load_config(raw)
+    msg = str(err.value)
+    assert "judge.endpoint" in msg and expected in msg, msg
+    assert "0123456789" not in msg  # the secret's body appears nowhere in the message

@@ -277,3 +277,12 @@ def test_engine_over_the_client_returns_every_choice_seeded_and_counts_tokens(tm
     }
     assert (engine.stats.requests, engine.stats.prompt_tokens, engine.stats.generated_tokens) == (2, 10, 12)
     assert not (tmp_path / "cache").exists()  # the engine's requests are not judgments: nothing cached
+
+
+def test_a_key_echoed_in_a_good_reply_is_redacted_before_it_is_cached_or_returned(tmp_path):
+    with FakeJudgeServer(lambda k, b, h: chat_reply(f"your key is {h.get('Authorization')}")) as srv:
+        c = client(srv, tmp_path, [])
+        reply = c.chat(c.request(MSG, temperature=0.0, max_tokens=4))
+    assert CANARY not in reply["message"]["content"] and "<redacted>" in reply["message"]["content"]
+    cached = [f.read_text() for f in (tmp_path / "cache").rglob("*.json")]
+    assert len(cached) == 1 and CANARY not in cached[0] and CANARY[4:20] not in cached[0]

@@ -251,3 +251,10 @@ def test_full_loop_through_a_faulty_endpoint_gives_a_complete_honest_result(tmp_
     assert judgments[3]["asked"] == 3 and judgments[3]["judgment"] == "I refuse to score."
     assert dict(c.stats.errors) == {"http_500": 1, "malformed": 2, "timeout": 1}
     assert c.stats.retries == 4 and c.stats.calls == 6  # 4 judgments + 2 re-asks
+
+
+@pytest.mark.parametrize(
+    "judgment", ["Rating: [[07]]", "Rating: [[\uff18]]"], ids=["leading-zero", "full-width"]
+)
+def test_scores_literal_eval_cannot_read_are_unparsable_not_a_crash(judgment):
+    assert mt.parse_score(judgment) is None  # FastChat's literal_eval raises SyntaxError on both

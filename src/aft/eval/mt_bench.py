@@ -72,9 +72,15 @@ def judge_messages(
 
 
 def parse_score(judgment: str) -> float | None:
-    """The score in a judgment: the first [[n]], else the first [n]; None when there is none."""
+    """The score in a judgment: the first [[n]], else the first [n]; None when there is none, or when
+    FastChat's literal_eval cannot read it ([[07]], full-width digits): counted as unparsable, not a crash."""
     match = ONE_SCORE.search(judgment) or ONE_SCORE_BACKUP.search(judgment)
-    return float(ast.literal_eval(match.group(1))) if match else None
+    if not match:
+        return None
+    try:
+        return float(ast.literal_eval(match.group(1)))
+    except (SyntaxError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

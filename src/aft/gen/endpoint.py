@@ -237,6 +237,9 @@ class EndpointClient:
             return cached
         choices, usage = self._post(request, chat=True)
         response = {**choices[0], "usage": usage}
+        if self._key and self._key in json.dumps(response, ensure_ascii=False):
+            # a server that echoes the key in a reply: never cache or return it
+            response = json.loads(redact(json.dumps(response, ensure_ascii=False), self._key))
         if self.cache:
             self.cache.put(key, response)
         return response

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -304,7 +305,8 @@ class ProposalsConfig(Section):
 
 # ----------------------------------------------------------------------------------------- endpoint
 OPENAI_API = "https://api.openai.com/v1"
-ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# an environment variable NAME: upper case, so a pasted token (sk-..., hf_...) is never taken for one
+ENV_VAR = r"^[A-Z_][A-Z0-9_]*$"
 
 
 class EndpointConfig(Section):
@@ -332,8 +334,13 @@ class EndpointConfig(Section):
 
     @model_validator(mode="after")
     def _url_scheme(self) -> EndpointConfig:
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url={self.base_url!r} must start with http:// or https:// (or be null)")
+        if self.base_url is None:
+            return self
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https:// (or be null)")
+        if urlparse(self.base_url).username is not None or "@" in urlparse(self.base_url).netloc:
+            # userinfo would put the key in every log, metadata file, result and cache path
+            raise ValueError("base_url must not carry user:key@ (give the key through api_key_env)")
         return self
 
 
@@ -777,14 +784,30 @@ class Config(Section):
 
 
 # ---------------------------------------------------------------------------------------- helpers
+# what a pasted secret looks like: a token with a known prefix, user:key@ in a URL, or a long random
+# string that is not a hex checksum or commit (errors show those)
+SECRET = re.compile(
+    r"(?:sk|hf|ghp|gho|github_pat|xox[abp]|AKIA)[-_][A-Za-z0-9_-]{6,}"
+    r"|://[^/@\s]*:[^/@\s]*@"
+    r"|^(?![0-9a-f]+$)(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{24,}$"
+)
+
+
+def shown_value(value: object) -> str:
+    """A value as an error message shows it: never one that looks like a secret."""
+    if isinstance(value, dict):
+        return "{...}"
+    text = json.dumps(value, default=str)
+    return "<hidden: looks like a secret>" if SECRET.search(text.strip('"')) else text[:80]
+
+
 def format_error(err: ValidationError) -> str:
-    """One line per problem: the dotted key, the offending value, what was expected."""
+    """One line per problem: the dotted key, the offending value (unless it looks like a secret), what
+    was expected."""
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<config>"
-        value = e.get("input")
-        shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
-        lines.append(f"  {key} = {shown[:80]}: {e['msg']}")
+        lines.append(f"  {key} = {shown_value(e.get('input'))}: {e['msg']}")
     return "invalid config:\n" + "\n".join(lines)
 
 
