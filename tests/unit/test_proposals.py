@@ -151,3 +151,22 @@ def test_collect_samples_without_resampling_matches_cleaning_each_sample():
     assert counts["samples_dropped_empty"] == 1 and counts["samples_dropped_degenerate"] == 1
     records, rc = on_policy_records([{"id": "a", "messages": []}, {"id": "b", "messages": []}], kept, 2, 0)
     assert [r["id"] for r in records] == ["a"] and rc["dropped_too_few_samples"] == 1
+
+
+def test_schema_errors_in_ultrafeedback_rows_are_counted_drops_not_crashes():
+    from aft.method.proposals import normalise_ultrafeedback
+
+    good = [{"response": f"answer {i}", "fine-grained_score": 4.0} for i in range(4)]
+    rows = [
+        {"instruction": ["not", "a", "string"], "completions": good},
+        {"instruction": "q1", "completions": {"not": "a list"}},
+        {"instruction": "q2", "completions": ["not an object", {"response": 7}, *good]},
+        {"instruction": "q3"},  # no completions: sparsity, not a schema error
+    ]
+    records, counts = normalise_ultrafeedback(rows, 4, "fine_grained", 0)
+    assert [r["messages"][0]["content"] for r in records] == ["q2"]
+    assert counts["dropped_schema_instruction_not_string"] == 1
+    assert counts["dropped_schema_completions_not_list"] == 1
+    assert counts["completions_dropped_schema_not_object"] == 1
+    assert counts["completions_dropped_schema_response_not_string"] == 1
+    assert counts["dropped_too_few_completions"] == 1 and counts["rows_out"] == 1

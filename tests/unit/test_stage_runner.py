@@ -94,3 +94,29 @@ def test_no_outcome_records_nothing(tmp_path):
 
     run_stage("toy", None, argv_of(tmp_path, 1), arguments, {"toy": Toy}, body)
     assert ran == [True] and not (tmp_path / "metrics.json").exists()
+
+
+def test_a_bad_input_line_stops_the_stage_naming_file_and_line(tmp_path):
+    from aft.pipeline.io import read_jsonl
+
+    (tmp_path / "in.jsonl").write_text('{"ok": 1}\n{"broken": \n')
+
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        return Outcome({"rows": len(read_jsonl(tmp_path / "in.jsonl"))})
+
+    with pytest.raises(SystemExit, match=r"^toy: .*in.jsonl:2: not valid JSON"):
+        run_stage("toy", None, argv_of(tmp_path, 1), arguments, {"toy": Toy}, body)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_prepare_data_counts_every_row_it_skips():
+    from aft.stages.prepare_data import training_queries
+
+    rows = [{"instruction": "a"}, {"instruction": " a "}, {"instruction": ""}, {}, {"instruction": 3}]
+    queries, drops = training_queries(rows)
+    assert [q["messages"][0]["content"] for q in queries] == ["a"]
+    assert drops == {
+        "dropped_duplicate_instruction": 1,
+        "dropped_empty_instruction": 2,
+        "dropped_schema_instruction_not_string": 1,
+    }

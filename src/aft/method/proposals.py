@@ -51,7 +51,15 @@ def normalise_ultrafeedback(
     seen: set[str] = set()
     records = []
     for row in rows:
-        query = (row.get("instruction") or "").strip()
+        instruction, completions = row.get("instruction"), row.get("completions")
+        # a value of the wrong type is a schema error, counted as such (a missing key is sparsity)
+        if not isinstance(instruction, str | None):
+            counts["dropped_schema_instruction_not_string"] += 1
+            continue
+        if not isinstance(completions, list | None):
+            counts["dropped_schema_completions_not_list"] += 1
+            continue
+        query = (instruction or "").strip()
         if not query:
             counts["dropped_empty_query"] += 1
             continue
@@ -60,7 +68,13 @@ def normalise_ultrafeedback(
             continue
         seen.add(query)
         kept, texts = [], set()
-        for c in row.get("completions") or []:
+        for c in completions or []:
+            if not isinstance(c, dict):
+                counts["completions_dropped_schema_not_object"] += 1
+                continue
+            if not isinstance(c.get("response"), str | None):
+                counts["completions_dropped_schema_response_not_string"] += 1
+                continue
             text = (c.get("response") or "").strip()
             if not text:
                 counts["completions_dropped_empty"] += 1

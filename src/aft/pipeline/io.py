@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes, so a killed job never leaves a half-written output behind."""
+"""Small file helpers: atomic writes, so a killed job never leaves a half-written output behind, and
+JSON-lines reading that names the file and line of a bad record. Text is UTF-8 whatever the locale."""
 
 from __future__ import annotations
 
@@ -10,13 +11,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import (os.umask can only be read by setting it, which is not thread-safe later)
+UMASK = _process_umask()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        # mkstemp makes 0600; a shared results folder needs the mode the user's umask asks for
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -28,7 +41,7 @@ def write_json(path: Path, obj: object) -> None:
 
 
 def read_json(path: Path) -> object:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
@@ -37,9 +50,30 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     return len(lines)
 
 
+class BadRecord(ValueError):
+    """A line of a JSON-lines file that is not a UTF-8 JSON object; says which file and line."""
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """The records of a JSON-lines file (blank lines skipped); BadRecord names the file and line of a
+    line that is not UTF-8, not JSON (a truncated write, say) or not an object."""
+    rows = []
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise BadRecord(f"{path}:{n}: not UTF-8 (byte {err.start})") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise BadRecord(f"{path}:{n}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise BadRecord(f"{path}:{n}: a record must be a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
 
 
 def sha256_file(path: Path) -> str:

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from aft.pipeline.config import COMMIT, Source, SourceFile
-from aft.pipeline.io import sha256_file
+from aft.pipeline.io import BadRecord, read_jsonl, sha256_file
 
 log = logging.getLogger("aft")
 GITHUB_RAW = "https://raw.githubusercontent.com"
@@ -160,12 +160,17 @@ def read_records(path: Path) -> list[dict]:
 
         return json.loads(pd.read_parquet(path).to_json(orient="records"))
     if path.suffix == ".json":
-        rows = json.loads(path.read_text())
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BadRecord(f"{path}: not a UTF-8 JSON file ({err})") from None
         if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+            raise BadRecord(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+        bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise BadRecord(f"{path}: record {bad} must be a JSON object, got {type(rows[bad]).__name__}")
         return rows
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_jsonl(path)
 
 
 def read_all_records(paths: list[Path]) -> list[dict]:

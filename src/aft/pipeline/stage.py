@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from aft.method.prompts import load_template
 from aft.pipeline.config import config_hash, format_error, section_json
-from aft.pipeline.io import text_file_problem, write_json
+from aft.pipeline.io import BadRecord, text_file_problem, write_json
 from aft.pipeline.tracking import log_stage, provenance
 
 M = TypeVar("M", bound=BaseModel)
@@ -146,7 +146,10 @@ def run_stage(
     arguments(p)
     args = p.parse_args(argv)
     cfg = sections(args.config, **models)
-    outcome = body(args, cfg)
+    try:
+        outcome = body(args, cfg)
+    except BadRecord as err:  # a bad input line: its file and line, not a traceback
+        raise SystemExit(f"{stage}: {err}") from None
     if outcome is not None:
         finish(
             outcome.stage or stage,

@@ -114,6 +114,8 @@ def run(
         job, num_jobs = shards.parse_part(part)
         metrics = {"job": job, "num_jobs": num_jobs} | dict(counts) | summary.as_dict()
         return Outcome(metrics, [out], stage="build_proposals_on_part", cleanup=cleanup)
+    if not records:  # every later stage would fail on it, far from the cause
+        raise SystemExit(f"no query kept any proposals ({len(queries)} queries): {dict(counts)}")
     write_jsonl(out, records)
     metrics = {"queries": len(queries)} | dict(counts) | summary.as_dict()
     acc = proposal_accuracy(records, queries)

@@ -116,6 +116,8 @@ def run(
             metrics = {"job": job, "num_jobs": num_jobs} | dict(counts) | summary.as_dict()
             return Outcome(metrics, [out], stage="build_targets_part", cleanup=[shards.work_dir(out)])
         metrics |= dict(counts) | summary.as_dict()
+    if not targets:
+        raise SystemExit(f"no target made for {len(records)} proposal records: {metrics}")
     metrics["targets_out"] = write_jsonl(out, targets)
     metrics["dropped"] = len(records) - metrics["targets_out"]
     return Outcome(metrics, [out], cleanup=[shards.work_dir(out)])

@@ -41,7 +41,10 @@ def arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(data: DataConfig, bench: str, files: list[Path], out: Path) -> dict:
-    return {"n_questions": write_jsonl(out, bench_rows(data, bench, files))}
+    rows = bench_rows(data, bench, files)
+    if not rows:
+        raise SystemExit(f"benchmark {bench!r}: no question in {[str(f) for f in files] or 'the world'}")
+    return {"n_questions": write_jsonl(out, rows)}
 
 
 def main(argv: list[str] | None = None) -> None:

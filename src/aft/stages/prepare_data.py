@@ -10,6 +10,7 @@ Usage (what the rule runs; runnable by hand too):
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from aft.method.proposals import query_id
@@ -44,10 +45,32 @@ def prepare_paper(cfg: DataConfig, out: Path, files: list[Path]) -> dict:
     all_rows = read_all_records(files)
     rows = all_rows[: cfg.paper.max_queries]
     write_jsonl(out / "ultrafeedback.jsonl", rows)
-    seen, queries = set(), []
+    queries, drops = training_queries(rows)
+    if not queries:
+        raise SystemExit(f"no training query in {len(rows)} UltraFeedback rows: {dict(drops)}")
+    write_jsonl(out / "queries.jsonl", queries)
+    return {
+        "n_ultrafeedback_files": len(files),
+        "n_ultrafeedback_rows_read": len(all_rows),
+        "n_ultrafeedback_rows": len(rows),  # after max_queries
+        "n_train": len(queries),  # distinct non-empty queries (on-policy sampling reads these)
+    } | {f"n_{k}": v for k, v in sorted(drops.items())}
+
+
+def training_queries(rows: list[dict]) -> tuple[list[dict], Counter]:
+    """The distinct non-empty instructions as queries, in row order, and every row dropped, by reason."""
+    seen, queries, drops = set(), [], Counter()
     for r in rows:
-        q = (r.get("instruction") or "").strip()
-        if q and q not in seen:
+        instruction = r.get("instruction")
+        if not isinstance(instruction, str | None):
+            drops["dropped_schema_instruction_not_string"] += 1
+            continue
+        q = (instruction or "").strip()
+        if not q:
+            drops["dropped_empty_instruction"] += 1
+        elif q in seen:
+            drops["dropped_duplicate_instruction"] += 1
+        else:
             seen.add(q)
             queries.append(
                 {
@@ -57,13 +80,7 @@ def prepare_paper(cfg: DataConfig, out: Path, files: list[Path]) -> dict:
                     "category": r.get("source", "ultrafeedback"),
                 }
             )
-    write_jsonl(out / "queries.jsonl", queries)
-    return {
-        "n_ultrafeedback_files": len(files),
-        "n_ultrafeedback_rows_read": len(all_rows),
-        "n_ultrafeedback_rows": len(rows),  # after max_queries
-        "n_train": len(queries),  # distinct non-empty queries (on-policy sampling reads these)
-    }
+    return queries, drops
 
 
 def arguments(p: argparse.ArgumentParser) -> None:

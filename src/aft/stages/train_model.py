@@ -9,7 +9,8 @@ Usage (what the rule runs; runnable by hand too):
 
 CFG is a JSON object with sections `train` (TrainConfig) and `base` (BaseModelConfig). A killed job resumes
 from the latest checkpoint in `<out>.checkpoints/` (written every --save-steps optimizer steps, default a
-tenth of the run), which is deleted once the final model is saved.
+tenth of the run), which is deleted once the final model is saved and the job's metrics.json and MLflow
+run are written.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ def run(
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)  # `out` appears complete or not at all
-        shutil.rmtree(ckpt, ignore_errors=True)
+    # the checkpoints stay until metrics.json and the MLflow run are written (Outcome.cleanup): a kill
+    # while logging (hashing an 8B model takes minutes) resumes from the last one, not from step 0
     state.wait_for_everyone()
 
     history = history_rows(trainer.state.log_history, checkpoint_step(resume))
@@ -204,7 +206,9 @@ def main(argv: list[str] | None = None) -> None:
         _quiet_progress_bars()
         check_launch(cfg["train"])
         metrics, history, is_main = run(cfg["train"], cfg["base"], a.data, a.base_model, a.out, a.save_steps)
-        return Outcome(metrics, [a.out], history=history) if is_main else None  # rank 0 reports
+        if not is_main:
+            return None  # rank 0 reports
+        return Outcome(metrics, [a.out], history=history, cleanup=[checkpoint_dir(a.out)])
 
     run_stage(STAGE, __doc__, argv, arguments, {"train": TrainConfig, "base": BaseModelConfig}, body)
     _close_process_group()
