@@ -40,7 +40,8 @@ def test_layers_follow_the_official_semantics():
     finals, layers = propose_and_aggregate(eng, CONVS, S, "TPL")
     assert len(eng.calls) == 3  # proposal, 1 intermediate, final
     (p0, s0), (p1, s1), (p2, s2) = eng.calls
-    assert p0[1] == [{"role": "system", "content": "\n"}, {"role": "user", "content": "Q1"}]
+    # the layer's system message first, the conversation's own kept after it (official get_conversations)
+    assert p0[1] == [{"role": "system", "content": "\n"}, *CONVS[1]]
     assert s0 == Sampling(3, 0.7, 0.95, 16) and s1 == s0
     assert p1[1][0]["content"] == "TPL\n1. c0-v1-s0\n2. c0-v1-s1\n3. c0-v1-s2"  # only layer 0's outputs
     assert p2[0][0]["content"] == "TPL\n1. c1-v0-s0\n2. c1-v0-s1\n3. c1-v0-s2"  # only layer 1's outputs

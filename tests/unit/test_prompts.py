@@ -9,11 +9,9 @@ CONV = [
 ]
 
 
-def test_proposal_messages_replace_system_with_newline():
-    assert proposal_messages(CONV) == [
-        {"role": "system", "content": "\n"},
-        {"role": "user", "content": "Add 2 and 3."},
-    ]
+def test_proposal_messages_put_a_newline_system_first_and_keep_the_conversations_own():
+    # the official get_conversations prepends the layer's system message: [{system}] + conversation
+    assert proposal_messages(CONV) == [{"role": "system", "content": "\n"}, *CONV]
     assert PROPOSAL_SYSTEM == "\n"
 
 
@@ -25,11 +23,12 @@ def test_aggregation_messages_match_hand_written_expectation():
     got = aggregation_messages(CONV, ["The answer is 5.", "The answer is 6."], "TEMPLATE:")
     assert got == [
         {"role": "system", "content": "TEMPLATE:\n1. The answer is 5.\n2. The answer is 6."},
+        {"role": "system", "content": "You are terse."},  # kept after the layer's, as officially
         {"role": "user", "content": "Add 2 and 3."},
     ]
 
 
-def test_aggregation_keeps_multi_turn_history_and_replaces_only_system():
+def test_aggregation_keeps_multi_turn_history():
     conv = [
         {"role": "user", "content": "Q1"},
         {"role": "assistant", "content": "A1"},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aft.method.interface import Message
 
-PROPOSAL_SYSTEM = "\n"  # the official proposer replaces the system message with a bare newline
+PROPOSAL_SYSTEM = "\n"  # the official proposal layer's system message: a bare newline
 
 
 def load_template(path: str | Path) -> str:
@@ -19,13 +19,15 @@ def load_template(path: str | Path) -> str:
         return fh.read()
 
 
-def _without_system(conversation: list[Message]) -> list[Message]:
-    return [dict(m) for m in conversation if m["role"] != "system"]
+def _with_system(content: str, conversation: list[Message]) -> list[Message]:
+    """The layer's system message before the conversation, as the official get_conversations does
+    (`[{system}] + conversation`): a system message the conversation has is kept after it."""
+    return [{"role": "system", "content": content}, *(dict(m) for m in conversation)]
 
 
 def proposal_messages(conversation: list[Message]) -> list[Message]:
-    """The proposal layer's prompt: the conversation with its system message replaced by "\\n"."""
-    return [{"role": "system", "content": PROPOSAL_SYSTEM}, *_without_system(conversation)]
+    """The proposal layer's prompt: the system message "\\n", then the conversation."""
+    return _with_system(PROPOSAL_SYSTEM, conversation)
 
 
 def aggregation_system(proposals: list[str], template: str) -> str:
@@ -34,6 +36,6 @@ def aggregation_system(proposals: list[str], template: str) -> str:
 
 
 def aggregation_messages(conversation: list[Message], proposals: list[str], template: str) -> list[Message]:
-    """An aggregation layer's prompt: system = template + "\\n" + "1. p1\\n2. p2...", history kept."""
-    system = {"role": "system", "content": aggregation_system(proposals, template)}
-    return [system, *_without_system(conversation)]
+    """An aggregation layer's prompt: system = template + "\\n" + "1. p1\\n2. p2...", then the conversation
+    (history kept)."""
+    return _with_system(aggregation_system(proposals, template), conversation)
