@@ -55,8 +55,15 @@ def ensure_store(uri: str) -> None:
     MlflowClient(uri).search_experiments(max_results=1)  # runs the schema migrations
 
 
-def start_workflow_run(uri: str, experiment: str, tags: dict[str, str]) -> str:
-    """The parent run of one workflow invocation; returns its id."""
+STALE_REASON = (
+    "closed by the next invocation in this working directory: this one never finished (killed, or failed"
+    " before Snakemake could close it)"
+)
+
+
+def start_workflow_run(uri: str, experiment: str, tags: dict[str, str], workdir: str | None = None) -> str:
+    """The parent run of one workflow invocation in `workdir` (default: here); returns its id. Runs an
+    earlier invocation there left RUNNING are closed first (see close_stale_runs)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -64,9 +71,36 @@ def start_workflow_run(uri: str, experiment: str, tags: dict[str, str]) -> str:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    run = client.create_run(exp_id, tags={"aft.kind": "workflow", **tags}, run_name="workflow")
+    workdir = workdir or os.getcwd()
+    close_stale_runs(client, exp_id, workdir)
+    tags = {"aft.kind": "workflow", "aft.workdir": workdir, **tags}
+    run = client.create_run(exp_id, tags=tags, run_name="workflow")
     mlflow.set_tracking_uri(uri)
     return run.info.run_id
+
+
+def close_stale_runs(client, experiment_id: str, workdir: str) -> list[str]:
+    """Mark KILLED, with the reason as a tag, the workflow runs of `workdir` still RUNNING and their
+    RUNNING job runs. Snakemake's lock allows one invocation per working directory, so when a new one
+    starts, whatever an earlier one left RUNNING there will never finish. Returns the closed run ids."""
+    quoted = workdir.replace("'", "\\'")
+    parents = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`aft.kind` = 'workflow' and tags.`aft.workdir` = '{quoted}'"
+        " and attributes.status = 'RUNNING'",
+    )
+    closed = []
+    for parent in parents:
+        children = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+            " and attributes.status = 'RUNNING'",
+        )
+        for run in [*children, parent]:
+            client.set_tag(run.info.run_id, "aft.closed_reason", STALE_REASON)
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def end_workflow_run(uri: str, run_id: str, status: str) -> None:
