@@ -166,3 +166,21 @@ def test_completions_fn_refuses_settings_it_would_drop():
         fn(["<|im_start|>user\nx<|im_end|>"], "judge-z", logit_bias={1: 2})
     with pytest.raises(ValueError, match="judge client serves"):
         fn(["<|im_start|>user\nx<|im_end|>"], "gpt-4-1106-preview", max_tokens=1)
+
+
+def test_without_df_gamed_the_raw_win_rate_is_reported_and_the_lc_gap_said(annotated, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from aft.eval.report import markdown_table
+
+    df, _ = annotated
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # and an empty cache
+    m = ae.win_rates(df.copy(), tmp_path / "empty_hf")
+    expected_wr = 100 * ((len(POSITIONS) - 1) * (1 - P_LOSER) + 0.5) / len(POSITIONS)
+    assert m["win_rate"] == pytest.approx(expected_wr) and m["standard_error"] > 0
+    assert m["length_controlled_winrate"] is None and "df_gamed.csv" in m["lc_unavailable"]
+    res = ae.result(df, m) | {"bench": "alpaca_eval2", "judge": "j", "paper_judge": False}
+    res["wildcards"] = {"base": "b", "variant": "sft", "mode": "direct"}
+    assert res["scores"]["lc_win_rate"] is None and res["lc_unavailable"] == m["lc_unavailable"]
+    table = markdown_table([res], {"b": None}, paper_table=False)
+    assert "| b | SFT | – |" in table and "no LC win rate for 1 rows: df_gamed.csv" in table

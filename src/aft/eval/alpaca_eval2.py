@@ -121,27 +121,37 @@ def annotate(
     return df.sort_index()
 
 
-def win_rates(annotations, hf_cache_dir: str | Path | None) -> dict[str, float]:
+def win_rates(annotations, hf_cache_dir: str | Path | None) -> dict[str, float | str | None]:
     """alpaca-eval's `get_length_controlled_winrate` on annotations indexed by canonical position.
 
     Its fit reads df_gamed.csv from the hub dataset tatsu-lab/alpaca_eval through the HF cache
-    `hf_cache_dir` (HF_HUB_OFFLINE=1 reads a pre-filled cache)."""
+    `hf_cache_dir` (HF_HUB_OFFLINE=1 reads a pre-filled cache). When that file cannot be had (offline,
+    no cache), the raw win rate, which needs no fit, comes from alpaca-eval's `get_winrate`, the LC
+    fields are None and `lc_unavailable` says why."""
     from alpaca_eval import constants
-    from alpaca_eval.metrics import get_length_controlled_winrate
+    from alpaca_eval.metrics import get_length_controlled_winrate, get_winrate
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     if hf_cache_dir is not None:
         constants.DEFAULT_CACHE_DIR = str(hf_cache_dir)
     judged = annotations["preference"].notna().sum()
     if judged < 5:  # the fit's 5-fold cross-validation needs at least 5 judged rows
         raise ValueError(f"only {judged} of {len(annotations)} outputs were judged: too few for the LC fit")
-    out = get_length_controlled_winrate(annotations, save_weights_dir=None)
+    try:
+        out = get_length_controlled_winrate(annotations, save_weights_dir=None)
+    except (LocalEntryNotFoundError, OSError) as err:
+        raw = {k: float(v) for k, v in get_winrate(annotations).items()}
+        reason = f"df_gamed.csv (hub dataset tatsu-lab/alpaca_eval) not available: {type(err).__name__}"
+        return raw | {"length_controlled_winrate": None, "lc_standard_error": None, "lc_unavailable": reason}
     return {k: float(v) for k, v in out.items()}
 
 
-def result(annotations, metrics: dict[str, float]) -> dict:
-    """The judge result: LC and raw win rate (%) with standard errors, and counts."""
+def result(annotations, metrics: dict) -> dict:
+    """The judge result: LC and raw win rate (%) with standard errors, and counts (LC None, with the
+    reason, when the fit could not run)."""
     unjudged = annotations.index[annotations["preference"].isna()].tolist()
-    return {
+    note = {"lc_unavailable": metrics["lc_unavailable"]} if metrics.get("lc_unavailable") else {}
+    return note | {
         "scores": {"lc_win_rate": metrics["length_controlled_winrate"], "win_rate": metrics["win_rate"]},
         "standard_errors": {
             "lc_win_rate": metrics["lc_standard_error"],

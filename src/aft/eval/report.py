@@ -97,6 +97,11 @@ def judge_notes(results: list[dict]) -> str:
         lost = (
             f"; {missing} judgments could not be parsed and are left out (see the results)" if missing else ""
         )
+        no_lc = sorted({r["lc_unavailable"] for r in rows if r.get("lc_unavailable")})
+        if no_lc:  # the raw win rate is reported; the length-controlled one could not be fitted
+            lost += (
+                f"; no LC win rate for {sum(bool(r.get('lc_unavailable')) for r in rows)} rows: {no_lc[0]}"
+            )
         lines.append(f"- {bench}: {', '.join(names)}: {verdict}{lost}")
     return "\n".join(lines)
 

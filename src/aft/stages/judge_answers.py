@@ -41,7 +41,7 @@ def judge_client(jc: JudgeConfig, bench: str):
 def flat_metrics(result: dict) -> dict[str, float | int]:
     """The numbers logged to metrics.json and MLflow."""
     out = {k: v for k, v in result["scores"].items() if v is not None}
-    out |= {f"{k}_se": v for k, v in result.get("standard_errors", {}).items()}
+    out |= {f"{k}_se": v for k, v in result.get("standard_errors", {}).items() if v is not None}
     for key in ("n", "n_judged", "n_unjudged", "n_judgments", "n_unparsable", "n_reasked"):
         if key in result:
             out[key] = result[key]
