@@ -116,10 +116,6 @@ def wrong_answer(task: Task, rng: random.Random) -> str:
     return out if out != ans else ans[::-1] + "a"
 
 
-def sample_tasks(world: MiniatureWorld, n: int, rng: random.Random) -> list[Task]:
-    return [make_task(rng.choice(world.tasks), rng, world.max_operand) for _ in range(n)]
-
-
 def split_tasks(world: MiniatureWorld, seed: int) -> dict[str, list[Task]]:
     """Pretraining, training and evaluation tasks, with no query shared between splits."""
     rng = random.Random(seed)

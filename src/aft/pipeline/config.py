@@ -870,9 +870,5 @@ def json_schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Config.model_json_schema()}
 
 
-def write_schema(path: Path) -> None:
-    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
-
-
 if __name__ == "__main__":  # python -m aft.pipeline.config > workflow/schemas/config.schema.json
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
