@@ -53,6 +53,18 @@ def test_report_has_every_row_with_scores_in_range(run):
     ):
         assert f"| mini | {label} |" in table
     assert (run / "reports/results.png").stat().st_size > 10_000
+    # the paper's five claims, each with its paired interval over the 300 questions and a verdict
+    claims = [line for line in table.splitlines() if line.startswith("| mini | exact_match (EM acc. %) |")]
+    assert len(claims) == 5
+    for line in claims:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        diff, lo, hi = (
+            float(x) for x in cells[3].replace("[", " ").replace("]", " ").replace(",", " ").split()
+        )
+        assert lo <= diff <= hi and cells[5] in ("reproduced", "contradicted", "inconclusive")
+        assert cells[6] == "300"
+    metrics = json.loads((run / "results/make_report/metrics.json").read_text())["metrics"]
+    assert sum(metrics[f"claims_{v}"] for v in ("reproduced", "contradicted", "inconclusive")) == 5
 
 
 def test_agg_answers_carry_every_layer(run):

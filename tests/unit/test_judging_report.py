@@ -1,7 +1,8 @@
 import pytest
 
+from aft.eval import claims
 from aft.eval.registry import REGISTRY
-from aft.eval.report import direction_checks, markdown_table
+from aft.eval.report import claims_section, markdown_table
 from aft.miniature.exact_match import exact_match
 from aft.pipeline.config import load_config
 from aft.train.launch import train_launcher
@@ -91,19 +92,25 @@ def test_miniature_table_has_no_paper_column():
     assert text.splitlines()[0] == "| base | model | EM acc. % |"
 
 
-def test_direction_checks():
+def test_the_report_checks_the_claims_from_the_judgments():
+    def judged(correct: list[bool]) -> list[dict]:
+        return [{"id": f"q{i}", "correct": c} for i, c in enumerate(correct)]
+
     rs = [
-        _result("m", "sft", "direct", "exact_match", accuracy=40.0),
-        _result("m", "aft_off", "direct", "exact_match", accuracy=45.0),
-        _result("m", "aft_off", "agg", "exact_match", accuracy=60.0),
-        _result("m", "aft_on", "direct", "exact_match", accuracy=39.0),
-        _result("m", "aft_on", "agg", "exact_match", accuracy=50.0),
+        _result("m", "sft", "direct", "exact_match", accuracy=30.0),
+        _result("m", "aft_off", "direct", "exact_match", accuracy=70.0),
+        _result("m", "aft_off", "agg", "exact_match", accuracy=70.0),
     ]
-    checks = direction_checks(rs)
-    assert checks == [
-        "m / exact_match / AFT-off-policy: w/ Agg. 60.0 > AFT 45.0 > SFT 40.0: holds",
-        "m / exact_match / AFT-on-policy: w/ Agg. 50.0 > AFT 39.0 > SFT 40.0: does NOT hold",
+    better = judged([True] * 70 + [False] * 30)  # right where SFT is wrong and the other way round
+    js = [judged([False] * 70 + [True] * 30), better, better]
+    text, rows = claims_section(rs, js, {"m": None})
+    assert [(r.claim.text, r.verdict) for r in rows] == [
+        ("AFT-off-policy > SFT", "reproduced"),  # +40 points, standard error about 9
+        ("AFT-off-policy w/ Agg. > AFT-off-policy", "inconclusive"),  # the same answers: exactly 0
     ]
+    assert rows[0].interval.diff == 40.0 and rows[0].interval.lo > 20.0
+    assert rows[1].interval == claims.Interval(0.0, 0.0, 0.0, 100)
+    assert "| m | exact_match (EM acc. %) | AFT-off-policy > SFT | +40.0 [" in text
 
 
 def test_train_launcher():

@@ -91,6 +91,7 @@ def test_the_report_shows_a_new_benchmark_from_its_entry_alone(monkeypatch):
         judge="llm",
         columns=(Column("pass", "Toy pass %", "toy_pass"),),
         headline="pass",
+        claim_key="pass",
         paper_judge_name="Judge-X",
         paper={"Base-1": {"SFT": {"toy_pass": 12.5}}},
     )

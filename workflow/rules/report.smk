@@ -4,6 +4,7 @@
 rule make_report:
     input:
         results=JUDGED,
+        judgments=[f.removesuffix(".json") + ".judgments.jsonl" for f in JUDGED],
     output:
         table=report(
             "reports/results.md", category="Results", caption="../report/table.rst"
@@ -24,5 +25,6 @@ rule make_report:
         cfg=section(report=CFG.report),
     shell:
         "python -m aft.stages.make_report --config {params.cfg:q} --results {input.results}"
+        " --judgments {input.judgments}"
         " --table {output.table} --plot {output.plot} --json {output.json}"
         " --metrics {output.metrics} > {log} 2>&1"

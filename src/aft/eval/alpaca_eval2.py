@@ -219,3 +219,9 @@ def judge_answers(
     )
     metrics = win_rates(annotations, cfg.hf_cache_dir)
     return result(annotations, metrics) | {"protocol": cfg.annotator}, judgment_rows(annotations)
+
+
+def question_scores(rows: list[dict]) -> dict[str, float]:
+    """Per instruction: 100 x (preference - 1), the raw win rate's per-question form (1 = the reference
+    output wins, 2 = ours); unjudged instructions are left out."""
+    return {r["id"]: 100.0 * (r["preference"] - 1.0) for r in rows if r.get("preference") is not None}

@@ -215,3 +215,12 @@ def judge_answers(
 
     judgments = judge(todo, ask, cfg.max_parse_retries)
     return scores(judgments) | {"protocol": "fastchat-single"}, judgments
+
+
+def question_scores(rows: list[dict]) -> dict[str, float]:
+    """Per question: the mean score of its judged turns (unparsable judgments left out, as in the means)."""
+    by_id: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("score") is not None:
+            by_id.setdefault(r["id"], []).append(float(r["score"]))
+    return {i: sum(s) / len(s) for i, s in by_id.items()}

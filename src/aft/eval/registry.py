@@ -7,6 +7,7 @@ benchmark (its rows, its scorer or judge) is the module named by `module`:
     question_rows(tasks) -> rows            the miniature's exact_match: rows from the world's tasks
     judge(jc, answers, bench, references, prompts, client, generator) -> (result, rows)   LLM-judged
     exact_match(answers, bench), judgment_rows(answers, bench)                           exact match
+    question_scores(judgment_rows) -> {question id: score}   per question, in `claim_key`'s units
 Adding a benchmark: one module with that code, one entry below.
 
 Pure: imports nothing beyond the standard library, so the config schema can read it.
@@ -51,7 +52,8 @@ class Benchmark:
     data_kind: Literal["miniature", "paper"]  # the data.kind whose questions it reads
     judge: Literal["exact_match", "llm"]
     columns: tuple[Column, ...]
-    headline: str  # the score the direction checks and the plot use
+    headline: str  # the score the plot uses
+    claim_key: str  # the score the claims compare question by question (a mean of per-question scores)
     questions_source: str | None = None  # the `sources` entry with its questions (paper benchmarks)
     judge_sources: dict[str, str] = field(default_factory=dict)  # judge file role -> `sources` entry
     paper_judge_name: str | None = None  # who judged the paper's numbers
@@ -62,6 +64,10 @@ class Benchmark:
     @property
     def llm_judged(self) -> bool:
         return self.judge == "llm"
+
+    @property
+    def claim_column(self) -> Column:
+        return next(c for c in self.columns if c.key == self.claim_key)
 
     def is_paper_judge(self, model: str, on_openai_api: bool) -> bool:
         """Whether a result comes from the judge the paper used: its model, served by the OpenAI API."""
@@ -83,6 +89,7 @@ EXACT_MATCH = Benchmark(
     judge="exact_match",
     columns=(Column("accuracy", "EM acc. %"),),
     headline="accuracy",
+    claim_key="accuracy",
 )
 
 ALPACA_EVAL2 = Benchmark(
@@ -92,6 +99,7 @@ ALPACA_EVAL2 = Benchmark(
     judge="llm",
     columns=(Column("lc_win_rate", "AE2 LC %", "ae2_lc"), Column("win_rate", "AE2 WR %", "ae2_wr")),
     headline="lc_win_rate",
+    claim_key="win_rate",  # LC has no per-question form: the claims compare the raw win rate
     questions_source="alpaca_eval_instructions",
     judge_sources={"reference": "alpaca_eval_reference"},
     paper_judge_name="GPT-4 Turbo",
@@ -132,6 +140,7 @@ MT_BENCH = Benchmark(
         Column("avg", "MT avg", "mt_avg"),
     ),
     headline="avg",
+    claim_key="avg",
     questions_source="mt_bench_questions",
     judge_sources={"judge_prompts": "mt_bench_judge_prompts", "reference": "mt_bench_reference_answers"},
     # FastChat's "gpt-4" (an alias; gpt-4-0613 is its dated snapshot: our ASSUMPTION)

@@ -6,6 +6,9 @@ judge, so an open judge's numbers are never read as GPT-4's."""
 
 from __future__ import annotations
 
+import importlib
+
+from aft.eval import claims
 from aft.eval.registry import REGISTRY, Column
 
 VARIANT_LABEL = {"sft": "SFT", "aft_off": "AFT-off-policy", "aft_on": "AFT-on-policy"}
@@ -106,30 +109,33 @@ def judge_notes(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def direction_checks(results: list[dict]) -> list[str]:
-    """Does the method's direction hold (AFT w/ Agg. > AFT > SFT) on each base, benchmark and policy?"""
-    table = collect(results)
-    lines = []
-    for base in sorted({k[0] for k in table}):
-        for bench, spec in REGISTRY.items():
-            key = spec.headline
-
-            def score(v: str, m: str, bench: str = bench, key: str = key, base: str = base) -> float | None:
-                r = table.get((base, v, m), {}).get(bench)
-                return None if r is None else r["scores"].get(key)
-
-            sft = score("sft", "direct")
-            for v in ("aft_off", "aft_on"):
-                aft, agg = score(v, "direct"), score(v, "agg")
-                if None in (sft, aft, agg):
-                    continue
-                ok = agg > aft > sft
-                lines.append(
-                    f"{base} / {bench} / {VARIANT_LABEL[v]}: "
-                    f"w/ Agg. {agg:.1f} > AFT {aft:.1f} > SFT {sft:.1f}"
-                    f": {'holds' if ok else 'does NOT hold'}"
-                )
-    return lines
+def claims_section(
+    results: list[dict], judgments: list[list[dict]], paper_bases: dict[str, str | None]
+) -> tuple[str, list[claims.ClaimRow]]:
+    """The claims table (aft.eval.claims) from each result's per-question judgments, with the paper's own
+    difference where the benchmark has the paper's number for the compared score."""
+    scores = {}
+    for r, rows in zip(results, judgments, strict=True):
+        w = r["wildcards"]
+        code = importlib.import_module(REGISTRY[r["bench"]].module)
+        scores[(w["base"], r["bench"], w["variant"], w["mode"])] = code.question_scores(rows)
+    benches = {k[1] for k in scores}
+    paper = {}
+    for base in {k[0] for k in scores}:
+        paper_base = paper_bases.get(base) or ""
+        # label -> key -> value over the benchmarks of this base (their paper keys do not collide)
+        merged: dict[str, dict[str, float]] = {}
+        for b in benches:
+            for label, values in REGISTRY[b].paper.get(paper_base, {}).items():
+                merged.setdefault(label, {}).update(values)
+        paper[base] = merged
+    rows = claims.check_claims(
+        scores,
+        paper,
+        {b: REGISTRY[b].claim_column.paper_key for b in benches},
+        {rm: row_label(*rm) for rm in ROW_ORDER},
+    )
+    return claims.markdown(rows, {b: REGISTRY[b].claim_column.title for b in benches}), rows
 
 
 def plot(results: list[dict], path) -> None:

@@ -61,3 +61,8 @@ def oracle_targets(records: list[dict], answers: dict[str, str]) -> list[dict]:
     if missing:
         raise ValueError(f"oracle teacher: no known answer for {len(missing)} queries, e.g. {missing[:3]}")
     return [{"id": r["id"], "target": format_answer(answers[r["id"]]), "teacher": "oracle"} for r in records]
+
+
+def question_scores(rows: list[dict]) -> dict[str, float]:
+    """Per question: 100 if the extracted answer is right, else 0 (the accuracy's per-question form)."""
+    return {r["id"]: 100.0 * bool(r["correct"]) for r in rows}

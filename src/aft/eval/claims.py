@@ -1,0 +1,136 @@
+"""The paper's claims, checked with intervals: each claim compares two rows of the table on the same
+questions, by a paired bootstrap over the questions, and its verdict says what the interval says.
+
+Pure: per-question scores in, a table out (aft.stages.make_report reads the judgments files).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+Row = tuple[str, str]  # (variant, mode)
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    higher: Row  # the row the paper says is better (or, for "not_greater", not better)
+    lower: Row
+    expect: Literal["greater", "not_greater"]
+
+
+# the paper's claims on its main table (arXiv 2501.11877); later issues add more
+CLAIMS = (
+    Claim("AFT-off-policy > SFT", ("aft_off", "direct"), ("sft", "direct"), "greater"),
+    Claim("AFT-on-policy > SFT", ("aft_on", "direct"), ("sft", "direct"), "greater"),
+    Claim("AFT-off-policy w/ Agg. > AFT-off-policy", ("aft_off", "agg"), ("aft_off", "direct"), "greater"),
+    Claim("AFT-on-policy w/ Agg. > AFT-on-policy", ("aft_on", "agg"), ("aft_on", "direct"), "greater"),
+    Claim("SFT w/ Agg. not better than SFT", ("sft", "agg"), ("sft", "direct"), "not_greater"),
+)
+
+
+@dataclass(frozen=True)
+class Interval:
+    diff: float  # mean paired difference (higher - lower), in the score's units
+    lo: float
+    hi: float
+    n: int  # questions both rows have a score for
+
+
+def paired_bootstrap(
+    higher: dict[str, float],
+    lower: dict[str, float],
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
+    """Mean difference over the questions both sides scored, with a percentile bootstrap interval that
+    resamples questions (the same questions for both sides)."""
+    ids = sorted(set(higher) & set(lower))
+    if not ids:
+        raise ValueError("the two rows share no scored question")
+    diffs = [higher[i] - lower[i] for i in ids]
+    n = len(diffs)
+    rng = random.Random(seed)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1 - level) / 2
+    lo = means[int(tail * resamples)]
+    hi = means[min(resamples - 1, int((1 - tail) * resamples))]
+    return Interval(sum(diffs) / n, lo, hi, n)
+
+
+def verdict(iv: Interval, expect: str) -> str:
+    """reproduced / contradicted / inconclusive, by where the interval lies relative to zero."""
+    if expect == "greater":
+        return "reproduced" if iv.lo > 0 else "contradicted" if iv.hi < 0 else "inconclusive"
+    # "not better": contradicted when better beyond noise, reproduced when worse beyond noise
+    return "contradicted" if iv.lo > 0 else "reproduced" if iv.hi < 0 else "inconclusive"
+
+
+@dataclass(frozen=True)
+class ClaimRow:
+    base: str
+    bench: str
+    claim: Claim
+    interval: Interval
+    paper_diff: float | None
+    verdict: str
+
+
+def check_claims(
+    scores: dict[tuple[str, str, str, str], dict[str, float]],
+    paper: dict[str, dict[str, float]] | None = None,
+    paper_key: dict[str, str | None] | None = None,
+    labels: dict[Row, str] | None = None,
+) -> list[ClaimRow]:
+    """Every claim whose two rows were evaluated, per base and benchmark.
+
+    scores: (base, bench, variant, mode) -> question id -> score; paper: base -> label -> key -> value
+    (the paper's numbers of the base's paper row, per benchmark key); paper_key: bench -> the key of the
+    paper's number for the compared score; labels: (variant, mode) -> the table's row label."""
+    rows = []
+    for base, bench in sorted({(k[0], k[1]) for k in scores}):
+        for claim in CLAIMS:
+            hi, lo = scores.get((base, bench, *claim.higher)), scores.get((base, bench, *claim.lower))
+            if hi is None or lo is None:
+                continue
+            iv = paired_bootstrap(hi, lo)
+            rows.append(
+                ClaimRow(
+                    base,
+                    bench,
+                    claim,
+                    iv,
+                    _paper_diff(claim, base, bench, paper, paper_key, labels),
+                    verdict(iv, claim.expect),
+                )
+            )
+    return rows
+
+
+def _paper_diff(claim, base, bench, paper, paper_key, labels) -> float | None:
+    key = (paper_key or {}).get(bench)
+    numbers = (paper or {}).get(base, {})
+    if not key or labels is None:
+        return None
+    hi, lo = numbers.get(labels[claim.higher], {}).get(key), numbers.get(labels[claim.lower], {}).get(key)
+    return None if hi is None or lo is None else round(hi - lo, 2)
+
+
+def markdown(rows: list[ClaimRow], measures: dict[str, str]) -> str:
+    """The claims table: claim, measured difference with its 95% interval, the paper's, verdict."""
+    if not rows:
+        return "No claim could be checked: the grid lacks the rows the claims compare.\n"
+    lines = [
+        "| base | benchmark | claim | measured difference [95% CI] | paper | verdict | questions |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        iv = r.interval
+        paper = "–" if r.paper_diff is None else f"{r.paper_diff:+.1f}"
+        measured = f"{iv.diff:+.1f} [{iv.lo:+.1f}, {iv.hi:+.1f}]"
+        bench = f"{r.bench} ({measures[r.bench]})"
+        lines.append(f"| {r.base} | {bench} | {r.claim.text} | {measured} | {paper} | {r.verdict} | {iv.n} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,103 @@
+"""The claims check: paired bootstrap intervals over questions and the verdict rule (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aft.eval import claims
+from aft.eval.claims import CLAIMS, Interval, check_claims, paired_bootstrap, verdict
+
+IDS = [f"q{i}" for i in range(200)]
+
+
+def test_identical_rows_differ_by_exactly_zero():
+    same = {i: float(k % 2) * 100 for k, i in enumerate(IDS)}
+    assert paired_bootstrap(same, same) == Interval(0.0, 0.0, 0.0, 200)
+
+
+def test_a_row_better_on_every_question_has_an_interval_at_its_difference():
+    low = {i: 0.0 for i in IDS}
+    high = {i: 100.0 for i in IDS}
+    assert paired_bootstrap(high, low) == Interval(100.0, 100.0, 100.0, 200)
+
+
+def test_the_interval_brackets_the_difference_and_pairs_by_question():
+    # row a wins 60 questions the other loses and loses 40 it wins: +10 points, a real spread
+    a = {i: 100.0 if k < 60 else 0.0 for k, i in enumerate(IDS[:100])} | {i: 50.0 for i in IDS[100:]}
+    b = {i: 0.0 if k < 60 else 100.0 for k, i in enumerate(IDS[:100])} | {i: 50.0 for i in IDS[100:]}
+    b["extra"] = 0.0  # a question only one side has is left out
+    iv = paired_bootstrap(a, b, resamples=4000, seed=1)
+    assert iv.n == 200 and iv.diff == pytest.approx(10.0)
+    # the standard error of the mean paired difference: sd 70 / sqrt(200) ~ 4.9 -> about +-9.7
+    assert iv.lo < 10.0 < iv.hi and 7.0 < (iv.hi - iv.lo) / 2 < 12.5
+    assert paired_bootstrap(a, b, resamples=4000, seed=1) == iv  # seeded: the same interval again
+
+
+def test_no_shared_question_is_an_error():
+    with pytest.raises(ValueError, match="share no scored question"):
+        paired_bootstrap({"a": 1.0}, {"b": 1.0})
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "greater", "not_greater"),
+    [
+        (0.5, 3.0, "reproduced", "contradicted"),
+        (-3.0, -0.5, "contradicted", "reproduced"),
+        (-1.0, 2.0, "inconclusive", "inconclusive"),
+        (0.0, 2.0, "inconclusive", "inconclusive"),  # touching zero is not beyond it
+    ],
+    ids=["above-zero", "below-zero", "spans-zero", "touches-zero"],
+)
+def test_verdicts(lo, hi, greater, not_greater):
+    iv = Interval((lo + hi) / 2, lo, hi, 10)
+    assert verdict(iv, "greater") == greater
+    assert verdict(iv, "not_greater") == not_greater
+
+
+def test_each_claim_is_checked_where_both_rows_exist_with_the_papers_difference():
+    up = {i: 100.0 for i in IDS}
+    down = {i: 0.0 for i in IDS}
+    scores = {
+        ("b", "x", "sft", "direct"): down,
+        ("b", "x", "aft_off", "direct"): up,
+        ("b", "x", "aft_off", "agg"): down,
+    }
+    labels = {
+        ("sft", "direct"): "SFT",
+        ("aft_off", "direct"): "AFT-off",
+        ("aft_off", "agg"): "AFT-off w/ Agg.",
+    }
+    paper = {"b": {"SFT": {"k": 8.0}, "AFT-off": {"k": 20.3}, "AFT-off w/ Agg.": {"k": 40.3}}}
+    rows = check_claims(scores, paper, {"x": "k"}, labels)
+    assert [(r.claim.text, r.verdict, r.interval.diff, r.paper_diff) for r in rows] == [
+        ("AFT-off-policy > SFT", "reproduced", 100.0, 12.3),
+        ("AFT-off-policy w/ Agg. > AFT-off-policy", "contradicted", -100.0, 20.0),
+    ]
+    table = claims.markdown(rows, {"x": "X %"})
+    assert (
+        "| b | x (X %) | AFT-off-policy > SFT | +100.0 [+100.0, +100.0] | +12.3 | reproduced | 200 |" in table
+    )
+    assert len(CLAIMS) == 5
+
+
+def test_question_scores_of_each_benchmark():
+    from aft.eval import alpaca_eval2, mt_bench
+    from aft.miniature import exact_match
+
+    assert exact_match.question_scores([{"id": "a", "correct": True}, {"id": "b", "correct": False}]) == {
+        "a": 100.0,
+        "b": 0.0,
+    }
+    rows = [
+        {"id": "ae000", "preference": 2.0},
+        {"id": "ae001", "preference": 1.25},
+        {"id": "ae002", "preference": None},
+    ]
+    assert alpaca_eval2.question_scores(rows) == {"ae000": 100.0, "ae001": 25.0}
+    turns = [
+        {"id": "81", "score": 8.0},
+        {"id": "81", "score": 6.0},
+        {"id": "82", "score": None},
+        {"id": "82", "score": 4.0},
+    ]
+    assert mt_bench.question_scores(turns) == {"81": 7.0, "82": 4.0}
