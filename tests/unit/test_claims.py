@@ -62,13 +62,8 @@ def test_each_claim_is_checked_where_both_rows_exist_with_the_papers_difference(
         ("b", "x", "aft_off", "direct"): up,
         ("b", "x", "aft_off", "agg"): down,
     }
-    labels = {
-        ("sft", "direct"): "SFT",
-        ("aft_off", "direct"): "AFT-off",
-        ("aft_off", "agg"): "AFT-off w/ Agg.",
-    }
-    paper = {"b": {"SFT": {"k": 8.0}, "AFT-off": {"k": 20.3}, "AFT-off w/ Agg.": {"k": 40.3}}}
-    rows = check_claims(scores, paper, {"x": "k"}, labels)
+    paper = {("b", "x"): {("sft", "direct"): 8.0, ("aft_off", "direct"): 20.3, ("aft_off", "agg"): 40.3}}
+    rows = check_claims(scores, paper)
     assert [(r.claim.text, r.verdict, r.interval.diff, r.paper_diff) for r in rows] == [
         ("AFT-off-policy > SFT", "reproduced", 100.0, 12.3),
         ("AFT-off-policy w/ Agg. > AFT-off-policy", "contradicted", -100.0, 20.0),

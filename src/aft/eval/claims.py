@@ -81,42 +81,24 @@ class ClaimRow:
 
 def check_claims(
     scores: dict[tuple[str, str, str, str], dict[str, float]],
-    paper: dict[str, dict[str, float]] | None = None,
-    paper_key: dict[str, str | None] | None = None,
-    labels: dict[Row, str] | None = None,
+    paper: dict[tuple[str, str], dict[Row, float]] | None = None,
 ) -> list[ClaimRow]:
     """Every claim whose two rows were evaluated, per base and benchmark.
 
-    scores: (base, bench, variant, mode) -> question id -> score; paper: base -> label -> key -> value
-    (the paper's numbers of the base's paper row, per benchmark key); paper_key: bench -> the key of the
-    paper's number for the compared score; labels: (variant, mode) -> the table's row label."""
+    scores: (base, bench, variant, mode) -> question id -> score; paper: (base, bench) -> row -> the
+    paper's number for the compared score, where the paper has one."""
     rows = []
     for base, bench in sorted({(k[0], k[1]) for k in scores}):
+        numbers = (paper or {}).get((base, bench), {})
         for claim in CLAIMS:
             hi, lo = scores.get((base, bench, *claim.higher)), scores.get((base, bench, *claim.lower))
             if hi is None or lo is None:
                 continue
             iv = paired_bootstrap(hi, lo)
-            rows.append(
-                ClaimRow(
-                    base,
-                    bench,
-                    claim,
-                    iv,
-                    _paper_diff(claim, base, bench, paper, paper_key, labels),
-                    verdict(iv, claim.expect),
-                )
-            )
+            paper_hi, paper_lo = numbers.get(claim.higher), numbers.get(claim.lower)
+            paper_diff = None if paper_hi is None or paper_lo is None else round(paper_hi - paper_lo, 2)
+            rows.append(ClaimRow(base, bench, claim, iv, paper_diff, verdict(iv, claim.expect)))
     return rows
-
-
-def _paper_diff(claim, base, bench, paper, paper_key, labels) -> float | None:
-    key = (paper_key or {}).get(bench)
-    numbers = (paper or {}).get(base, {})
-    if not key or labels is None:
-        return None
-    hi, lo = numbers.get(labels[claim.higher], {}).get(key), numbers.get(labels[claim.lower], {}).get(key)
-    return None if hi is None or lo is None else round(hi - lo, 2)
 
 
 def markdown(rows: list[ClaimRow], measures: dict[str, str]) -> str:

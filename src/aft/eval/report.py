@@ -121,20 +121,13 @@ def claims_section(
         scores[(w["base"], r["bench"], w["variant"], w["mode"])] = code.question_scores(rows)
     benches = {k[1] for k in scores}
     paper = {}
-    for base in {k[0] for k in scores}:
-        paper_base = paper_bases.get(base) or ""
-        # label -> key -> value over the benchmarks of this base (their paper keys do not collide)
-        merged: dict[str, dict[str, float]] = {}
-        for b in benches:
-            for label, values in REGISTRY[b].paper.get(paper_base, {}).items():
-                merged.setdefault(label, {}).update(values)
-        paper[base] = merged
-    rows = claims.check_claims(
-        scores,
-        paper,
-        {b: REGISTRY[b].claim_column.paper_key for b in benches},
-        {rm: row_label(*rm) for rm in ROW_ORDER},
-    )
+    for base, bench in {(k[0], k[1]) for k in scores}:
+        key = REGISTRY[bench].claim_column.paper_key
+        by_label = REGISTRY[bench].paper.get(paper_bases.get(base) or "", {})
+        paper[(base, bench)] = {
+            rm: by_label[row_label(*rm)][key] for rm in ROW_ORDER if key in by_label.get(row_label(*rm), {})
+        }
+    rows = claims.check_claims(scores, paper)
     return claims.markdown(rows, {b: REGISTRY[b].claim_column.title for b in benches}), rows
 
 
