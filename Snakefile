@@ -9,6 +9,14 @@ min_version("9.0")
 # The default config unless config files are named: `--configfile config/paper.yaml` is the whole
 # config, not an overlay on the miniature. Stack overlays explicitly after their base:
 #   snakemake --configfile config/config.yaml config/experiments/<overlay>.yaml
+# Every config file is read again strictly first (aft.pipeline.configfile): a YAML mistake in the
+# default config is named with its file and line, and a key given twice in one file is refused.
+from aft.pipeline.configfile import ConfigFileError, read_config_files
+
+try:
+    read_config_files(workflow.overwrite_configfiles or ["config/config.yaml"])
+except ConfigFileError as err:
+    raise WorkflowError(str(err)) from None
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"

@@ -20,7 +20,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import Field
 
 from aft.eval.registry import REGISTRY, Sizes
@@ -39,6 +38,7 @@ from aft.pipeline.config import (
     TrainConfig,
     Variant,
 )
+from aft.pipeline.configfile import ConfigFileError, read_config_files
 
 ULTRAFEEDBACK_ROWS = 63_967  # openbmb/UltraFeedback, all six files (its dataset card: "about 64k prompts")
 # ASSUMPTIONS, not measured here (no GPU in this environment); see README "Paper-scale data".
@@ -373,13 +373,6 @@ def measure_ultrafeedback(
     return len(queries), Lengths(q, c, MEAN_GENERATED_TOKENS)
 
 
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-    return out
-
-
 def table(rows: list[StageCost]) -> str:
     lines = [
         "| stage | jobs | requests | tokens in | tokens out | GPUs/job | GPU hours |",
@@ -461,9 +454,10 @@ def _param_counts(cfg: PaperRun, given: list[str]) -> dict[str, float]:
 
 
 def _load(files: list[str]) -> PaperRun:
-    raw: dict = {}
-    for f in files:
-        raw = _merge(raw, yaml.safe_load(Path(f).read_text()))
+    try:
+        raw = read_config_files(files)
+    except ConfigFileError as err:
+        raise SystemExit(str(err)) from None
     cfg = PaperRun.model_validate({k: raw[k] for k in PaperRun.model_fields if k in raw})
     if cfg.data.kind != "paper":
         raise SystemExit(
