@@ -106,9 +106,9 @@ class FakeJudgeServer:
         self.httpd.server_close()
 
 
-def write_synthetic_df_gamed(hf_cache_dir: Path, n_instructions: int = 805, seed: int = 0) -> Path:
+def write_synthetic_df_gamed(path: Path, n_instructions: int = 805, seed: int = 0) -> Path:
     """A df_gamed.csv (alpaca-eval's length-controlled fit data: two "gamed" baselines per instruction)
-    in HF cache layout, as hf_hub_download finds it offline for tatsu-lab/alpaca_eval at main.
+    at `path`, as download_source writes the source alpaca_eval_lc_fit.
 
     Synthetic: made here, not the published file. Rows of the first model come first, in index order,
     so the row label of each instruction equals its index (alpaca-eval looks difficulty up by label)."""
@@ -133,12 +133,6 @@ def write_synthetic_df_gamed(hf_cache_dir: Path, n_instructions: int = 805, seed
                 }
             )
         )
-    commit = "0" * 39 + "1"
-    repo = Path(hf_cache_dir) / "datasets--tatsu-lab--alpaca_eval"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    path = snapshot / "df_gamed.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
     pd.concat(frames, ignore_index=True).to_csv(path, index=False)
     return path

@@ -7,8 +7,8 @@ after "Identifier" (the end of AlpacaEval's judge prompt) it puts logprob -1.23 
 after "Answer]" (FastChat's single-turn prompts end so) it writes "[[8]]", after "User|>" (the
 multi-turn prompts) "[[4]]". So the judged values are known in advance: every AlpacaEval preference is
 2 - 1/(1+e) or 1 + 1/(1+e), depending only on alpaca-eval's output-order switch; MT-Bench gives 8 on turn
-1 and 4 on turn 2 in every category. The LC win rate is alpaca-eval's, fitted offline on a synthetic
-df_gamed.csv this test writes.
+1 and 4 on turn 2 in every category. The LC win rate is alpaca-eval's, fitted on a synthetic df_gamed.csv
+this test writes (the stage's --lc-fit, as download_source hands it the source alpaca_eval_lc_fit).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def server(tmp_path_factory):
         log.close()
 
 
-def judge_config(base_url: str, hf_cache: Path) -> str:
+def judge_config(base_url: str) -> str:
     judge = {
         "model": SERVED,
         "endpoint": {
@@ -155,14 +155,15 @@ def judge_config(base_url: str, hf_cache: Path) -> str:
         "alpaca_eval2": {
             "annotator": "weighted_alpaca_eval_gpt4_turbo",
             "seed": 0,
-            "hf_cache_dir": str(hf_cache),
         },
         "mt_bench": {"model": None, "temperature": 0.0, "max_tokens": 2048, "max_parse_retries": 1},
     }
     return json.dumps({"judge": judge})
 
 
-def run_stage(work: Path, cfg: str, bench: str, refs: list[Path], prompts: list[Path]) -> dict:
+def run_stage(
+    work: Path, cfg: str, bench: str, refs: list[Path], prompts: list[Path], lc_fit: list[Path] = ()
+) -> dict:
     out = work / f"results/judge_answers/{bench}.json"
     cmd = [
         sys.executable,
@@ -174,6 +175,8 @@ def run_stage(work: Path, cfg: str, bench: str, refs: list[Path], prompts: list[
         *map(str, refs),
         "--judge-prompts",
         *map(str, prompts),
+        "--lc-fit",
+        *map(str, lc_fit),
         *("--out", str(out), "--judgments", str(out.with_suffix(".judgments.jsonl"))),
         *("--metrics", str(out.with_suffix(".metrics.json"))),
         *("--wildcards", f"base=tiny,variant=aft_off,mode=agg,bench={bench}"),
@@ -216,12 +219,11 @@ def test_alpaca_eval2_through_vllm_judge(server, work, monkeypatch):
     ]
     write_jsonl(work / "alpaca_eval2.bench.jsonl", bench)
     write_jsonl(work / "alpaca_eval2.answers.jsonl", answers)
-    hf = work / "hf_cache"
-    write_synthetic_df_gamed(hf)
-    cfg = judge_config(server["base_url"], hf)
+    lc_fit = write_synthetic_df_gamed(work / "df_gamed.csv")
+    cfg = judge_config(server["base_url"])
 
-    first = run_stage(work, cfg, "alpaca_eval2", [refs_path], [])
-    again = run_stage(work, cfg, "alpaca_eval2", [refs_path], [])
+    first = run_stage(work, cfg, "alpaca_eval2", [refs_path], [], [lc_fit])
+    again = run_stage(work, cfg, "alpaca_eval2", [refs_path], [], [lc_fit])
 
     r, m = first["result"], first["metrics"]
     assert r["judge"] == f"{SERVED} ({server['base_url'].split('/')[2]})" and r["paper_judge"] is False
@@ -238,16 +240,15 @@ def test_alpaca_eval2_through_vllm_judge(server, work, monkeypatch):
     assert 0 < r["scores"]["lc_win_rate"] < 100 and r["standard_errors"]["lc_win_rate"] > 0
 
     # the LC number is alpaca-eval's own function on the same annotations
-    import huggingface_hub.constants
     import pandas as pd
     from alpaca_eval import constants
     from alpaca_eval.metrics import get_length_controlled_winrate
 
-    monkeypatch.setattr(constants, "DEFAULT_CACHE_DIR", str(hf))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     df = pd.DataFrame(judged).set_index("index")
     df.index.name = None
-    lc = get_length_controlled_winrate(df, save_weights_dir=None)
+    with alpaca_eval2.offline_hub_file(lc_fit, "tatsu-lab/alpaca_eval", "df_gamed.csv") as cache:
+        monkeypatch.setattr(constants, "DEFAULT_CACHE_DIR", str(cache))
+        lc = get_length_controlled_winrate(df, save_weights_dir=None)
     assert r["scores"]["lc_win_rate"] == pytest.approx(lc["length_controlled_winrate"], abs=1e-9)
 
     assert (m["judge_calls"], m["judge_cache_hits"], m["judge_retries"]) == (AE_SLICE - 1, 0, 0)
@@ -275,7 +276,7 @@ def test_mt_bench_through_vllm_judge(server, work):
     write_jsonl(work / "mt_bench.answers.jsonl", answers)
     refs = [shared_file("data/mt_bench/reference_answer_gpt-4.jsonl")]
     prompts = [shared_file("data/mt_bench/judge_prompts.jsonl")]
-    cfg = judge_config(server["base_url"], work / "hf_cache")
+    cfg = judge_config(server["base_url"])
 
     first = run_stage(work, cfg, "mt_bench", refs, prompts)
     again = run_stage(work, cfg, "mt_bench", refs, prompts)

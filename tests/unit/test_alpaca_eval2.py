@@ -141,13 +141,24 @@ def test_preferences_are_unswitched_and_parsed_from_logprobs(annotated):
     assert set(df["generator_1"]) == {"gpt4_1106_preview"} and set(df["generator_2"]) == {"m1"}
 
 
-def test_win_rates_come_from_alpaca_evals_functions_offline(annotated, tmp_path, monkeypatch):
+def test_win_rates_come_from_alpaca_evals_functions_on_our_copy_of_df_gamed(annotated, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     df, _ = annotated
-    write_synthetic_df_gamed(tmp_path / "hf")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    m = ae.win_rates(df.copy(), tmp_path / "hf")
+    lc_fit = write_synthetic_df_gamed(tmp_path / "download_source/alpaca_eval_lc_fit/df_gamed.csv")
+
+    import huggingface_hub.file_download as fd
+
+    asked, metadata = [], fd.get_hf_file_metadata
+
+    def offline_only(*args, **kwargs):  # huggingface_hub asks, and offline mode refuses the request
+        asked.append(huggingface_hub.constants.HF_HUB_OFFLINE)
+        return metadata(*args, **kwargs)
+
+    monkeypatch.setattr(fd, "get_hf_file_metadata", offline_only)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
+    m = ae.win_rates(df.copy(), lc_fit)
+    assert asked == [True] and huggingface_hub.constants.HF_HUB_OFFLINE is False  # restored after the fit
     expected_wr = 100 * ((len(POSITIONS) - 1) * (1 - P_LOSER) + 0.5) / len(POSITIONS)
     assert m["win_rate"] == pytest.approx(expected_wr)
     assert m["n_total"] == len(POSITIONS) and m["n_draws"] == 1
@@ -168,14 +179,11 @@ def test_completions_fn_refuses_settings_it_would_drop():
         fn(["<|im_start|>user\nx<|im_end|>"], "gpt-4-1106-preview", max_tokens=1)
 
 
-def test_without_df_gamed_the_raw_win_rate_is_reported_and_the_lc_gap_said(annotated, tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
+def test_without_df_gamed_the_raw_win_rate_is_reported_and_the_lc_gap_said(annotated):
     from aft.eval.report import markdown_table
 
     df, _ = annotated
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # and an empty cache
-    m = ae.win_rates(df.copy(), tmp_path / "empty_hf")
+    m = ae.win_rates(df.copy(), None)
     expected_wr = 100 * ((len(POSITIONS) - 1) * (1 - P_LOSER) + 0.5) / len(POSITIONS)
     assert m["win_rate"] == pytest.approx(expected_wr) and m["standard_error"] > 0
     assert m["length_controlled_winrate"] is None and "df_gamed.csv" in m["lc_unavailable"]
@@ -183,4 +191,13 @@ def test_without_df_gamed_the_raw_win_rate_is_reported_and_the_lc_gap_said(annot
     res["wildcards"] = {"base": "b", "variant": "sft", "mode": "direct"}
     assert res["scores"]["lc_win_rate"] is None and res["lc_unavailable"] == m["lc_unavailable"]
     table = markdown_table([res], {"b": None}, paper_table=False)
-    assert "| b | SFT | – |" in table and "no LC win rate for 1 rows: df_gamed.csv" in table
+    assert "| b | SFT | – |" in table and "no LC win rate for 1 rows: no df_gamed.csv" in table
+
+
+def test_too_few_judged_outputs_for_the_lc_fit_give_the_raw_win_rate(annotated, tmp_path):
+    df, _ = annotated
+    few = df.copy()
+    few.loc[few.index[4:], "preference"] = None  # 4 judged: the fit's 5-fold cross-validation needs 5
+    m = ae.win_rates(few, write_synthetic_df_gamed(tmp_path / "df_gamed.csv"))
+    assert m["length_controlled_winrate"] is None and m["n_total"] == 4
+    assert m["lc_unavailable"] == f"only 4 of {len(df)} outputs were judged; the LC fit needs at least 5"

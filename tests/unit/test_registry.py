@@ -79,7 +79,7 @@ def test_rule_inputs_are_the_registry_sources(tmp_path):
         )
         for role, name in spec.judge_sources.items():
             files = [f"results/download_source/{name}/{f.name}" for f in sources[name].files]
-            flag = "--reference" if role == "reference" else "--judge-prompts"
+            flag = "--" + role.replace("_", "-")  # reference, judge_prompts, lc_fit
             assert f"{flag} {' '.join(files)}" in judge
 
 

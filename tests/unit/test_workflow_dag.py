@@ -14,7 +14,7 @@ def test_miniature_dag(tmp_path):
 def test_paper_dag_is_the_full_grid(tmp_path):
     jobs = dry_run(copy_workflow(tmp_path), "--configfile", "config/paper.yaml")
     assert jobs == {
-        "download_source": 12,  # 6 UltraFeedback files + 6 benchmark/judge/template files, once each
+        "download_source": 13,  # 6 UltraFeedback files + 7 benchmark/judge/template files, once each
         "prepare_data": 1,
         "prepare_bench": 2,
         "build_proposals_off": 1,

@@ -8,6 +8,7 @@ rule judge_answers:
         bench="results/prepare_bench/{bench}.jsonl",
         reference=lambda w: judge_files("reference", w.bench),
         judge_prompts=lambda w: judge_files("judge_prompts", w.bench),
+        lc_fit=lambda w: judge_files("lc_fit", w.bench),
     output:
         result="results/judge_answers/{base}/{variant}/{mode}/{bench}.json",
         judgments="results/judge_answers/{base}/{variant}/{mode}/{bench}.judgments.jsonl",
@@ -29,5 +30,6 @@ rule judge_answers:
     shell:
         "python -m aft.stages.judge_answers --config {params.cfg:q} --bench-name {wildcards.bench}"
         " --answers {input.answers} --bench {input.bench} --reference {input.reference}"
-        " --judge-prompts {input.judge_prompts} --out {output.result} --judgments {output.judgments}"
+        " --judge-prompts {input.judge_prompts} --lc-fit {input.lc_fit} --out {output.result}"
+        " --judgments {output.judgments}"
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

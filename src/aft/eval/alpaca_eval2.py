@@ -6,16 +6,21 @@ prompt, decoding settings, output-order randomisation and logprob parser), score
 Only the transport is ours: the annotator's `openai_completions` decoder is swapped for
 `completions_fn`, which sends the same chat requests through `EndpointClient` (retries, backoff,
 concurrency limit, judgment cache). alpaca-eval's own annotation cache is off (it is keyed by annotator
-name, not by judge model); its length-controlled fit saves no weights (they would go to site-packages).
+name, not by judge model); its length-controlled fit saves no weights (they would go to site-packages)
+and reads its data, df_gamed.csv, from our pinned copy (`offline_hub_file`), never from the hub.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from aft.eval.registry import JudgeFiles
 from aft.gen.endpoint import EndpointClient
 from aft.pipeline.config import JudgeConfig
 
@@ -121,28 +126,55 @@ def annotate(
     return df.sort_index()
 
 
-def win_rates(annotations, hf_cache_dir: str | Path | None) -> dict[str, float | str | None]:
+LC_FIT_REPO = "tatsu-lab/alpaca_eval"  # the hub dataset alpaca-eval reads df_gamed.csv from
+
+
+@contextmanager
+def offline_hub_file(path: Path, repo: str, filename: str) -> Iterator[Path]:
+    """A temporary Hugging Face cache holding `path` as `filename` of the dataset `repo` at `main`, with
+    the hub offline: `hf_hub_download(repo, filename, repo_type="dataset", cache_dir=<yielded>)` then
+    returns our pinned, checksummed copy and never reaches the network (compute nodes often have none).
+    The snapshot is named after the file's sha1, as a cache names a snapshot after its commit."""
+    import huggingface_hub.constants
+
+    snapshot_id = hashlib.sha1(path.read_bytes()).hexdigest()
+    offline = huggingface_hub.constants.HF_HUB_OFFLINE
+    with tempfile.TemporaryDirectory(prefix="aft-hf-") as cache:
+        folder = Path(cache) / f"datasets--{repo.replace('/', '--')}"
+        (folder / "snapshots" / snapshot_id).mkdir(parents=True)
+        (folder / "snapshots" / snapshot_id / filename).symlink_to(path.resolve())
+        (folder / "refs").mkdir()
+        (folder / "refs" / "main").write_text(snapshot_id)
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+        try:
+            yield Path(cache)
+        finally:
+            huggingface_hub.constants.HF_HUB_OFFLINE = offline
+
+
+def win_rates(annotations, lc_fit: Path | None) -> dict[str, float | str | None]:
     """alpaca-eval's `get_length_controlled_winrate` on annotations indexed by canonical position.
 
-    Its fit reads df_gamed.csv from the hub dataset tatsu-lab/alpaca_eval through the HF cache
-    `hf_cache_dir` (HF_HUB_OFFLINE=1 reads a pre-filled cache). When that file cannot be had (offline,
-    no cache), the raw win rate, which needs no fit, comes from alpaca-eval's `get_winrate`, the LC
-    fields are None and `lc_unavailable` says why."""
+    Its fit reads df_gamed.csv (`lc_fit`: the source `alpaca_eval_lc_fit`, fetched and checked by
+    download_source) where alpaca-eval looks for it, the HF cache (`offline_hub_file`). When the fit
+    cannot run (no df_gamed.csv given; fewer than 5 judged outputs for its 5-fold cross-validation), the
+    raw win rate, which needs no fit, comes from alpaca-eval's `get_winrate`, the LC fields are None and
+    `lc_unavailable` says why."""
     from alpaca_eval import constants
     from alpaca_eval.metrics import get_length_controlled_winrate, get_winrate
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    if hf_cache_dir is not None:
-        constants.DEFAULT_CACHE_DIR = str(hf_cache_dir)
-    judged = annotations["preference"].notna().sum()
-    if judged < 5:  # the fit's 5-fold cross-validation needs at least 5 judged rows
-        raise ValueError(f"only {judged} of {len(annotations)} outputs were judged: too few for the LC fit")
-    try:
-        out = get_length_controlled_winrate(annotations, save_weights_dir=None)
-    except (LocalEntryNotFoundError, OSError) as err:
+    judged = int(annotations["preference"].notna().sum())
+    reason = None
+    if lc_fit is None:
+        reason = f"no df_gamed.csv (source alpaca_eval_lc_fit: hub dataset {LC_FIT_REPO}) was given"
+    elif judged < 5:
+        reason = f"only {judged} of {len(annotations)} outputs were judged; the LC fit needs at least 5"
+    if reason:
         raw = {k: float(v) for k, v in get_winrate(annotations).items()}
-        reason = f"df_gamed.csv (hub dataset tatsu-lab/alpaca_eval) not available: {type(err).__name__}"
         return raw | {"length_controlled_winrate": None, "lc_standard_error": None, "lc_unavailable": reason}
+    with offline_hub_file(Path(lc_fit), LC_FIT_REPO, "df_gamed.csv") as cache:
+        constants.DEFAULT_CACHE_DIR = str(cache)
+        out = get_length_controlled_winrate(annotations, save_weights_dir=None)
     return {k: float(v) for k, v in out.items()}
 
 
@@ -196,18 +228,17 @@ def judge_answers(
     jc: JudgeConfig,
     answers: list[dict],
     bench: list[dict],
-    references: list[dict],
-    prompts: list[dict],
+    files: JudgeFiles,
     client: EndpointClient,
     generator: str,
 ) -> tuple[dict, list[dict]]:
     """LC and raw win rate against the reference outputs, through alpaca-eval's own annotator."""
     if jc.alpaca_eval2 is None:
         raise SystemExit("benchmark 'alpaca_eval2' needs the judge.alpaca_eval2 section")
-    if not references:
+    if not files.reference:
         raise SystemExit("benchmark 'alpaca_eval2' needs the reference outputs: give --reference FILE")
     cfg = jc.alpaca_eval2
-    model_out, ref_out = head_to_head(bench, answers, references, generator)
+    model_out, ref_out = head_to_head(bench, answers, files.reference, generator)
     annotations = annotate(
         model_out,
         ref_out,
@@ -217,7 +248,7 @@ def judge_answers(
         cfg.seed,
         canonical_index(bench),
     )
-    metrics = win_rates(annotations, cfg.hf_cache_dir)
+    metrics = win_rates(annotations, files.lc_fit)
     return result(annotations, metrics) | {"protocol": cfg.annotator}, judgment_rows(annotations)
 
 

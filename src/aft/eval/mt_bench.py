@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aft.eval.registry import JudgeFiles
 from aft.method.interface import Message
 from aft.pipeline.config import JudgeConfig
 
@@ -194,18 +195,17 @@ def judge_answers(
     jc: JudgeConfig,
     answers: list[dict],
     bench: list[dict],
-    references: list[dict],
-    prompts: list[dict],
+    files: JudgeFiles,
     client,
     generator: str,
 ) -> tuple[dict, list[dict]]:
     """FastChat single-answer grading of both turns through `client` (aft.gen.endpoint)."""
     if jc.mt_bench is None:
         raise SystemExit("benchmark 'mt_bench' needs the judge.mt_bench section")
-    if not prompts:
+    if not files.judge_prompts:
         raise SystemExit("benchmark 'mt_bench' needs FastChat's judge prompts: give --judge-prompts FILE")
     cfg = jc.mt_bench
-    todo = matches(bench, answers, judge_prompts(prompts), reference_answers(references))
+    todo = matches(bench, answers, judge_prompts(files.judge_prompts), reference_answers(files.reference))
 
     def ask(conversations: list[list[dict]], attempt: int) -> list[str]:
         decoding = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}

@@ -5,7 +5,8 @@ Config validation (aft.pipeline.config), the rules' inputs (workflow/rules/commo
 benchmark (its rows, its scorer or judge) is the module named by `module`:
     question_rows(records) -> rows          paper benchmarks: rows from the source's records
     question_rows(tasks) -> rows            the miniature's exact_match: rows from the world's tasks
-    judge(jc, answers, bench, references, prompts, client, generator) -> (result, rows)   LLM-judged
+    judge_answers(jc, answers, bench, files, client, generator) -> (result, rows)   LLM-judged; `files`
+        is a JudgeFiles: what the entry's `judge_sources` name, by role
     exact_match(answers, bench), judgment_rows(answers, bench)                           exact match
     question_scores(judgment_rows) -> {question id: score}   per question, in `claim_key`'s units
 Adding a benchmark: one module with that code, one entry below.
@@ -16,6 +17,7 @@ Pure: imports nothing beyond the standard library, so the config schema can read
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 
@@ -43,6 +45,15 @@ class Sizes:
     @property
     def turns(self) -> int:
         return len(self.query_chars)
+
+
+@dataclass(frozen=True)
+class JudgeFiles:
+    """What an LLM judge reads besides the answers, one field per role of `Benchmark.judge_sources`."""
+
+    reference: list[dict] = field(default_factory=list)  # reference outputs or answers (records)
+    judge_prompts: list[dict] = field(default_factory=list)  # FastChat's judge prompts (records)
+    lc_fit: Path | None = None  # alpaca-eval's df_gamed.csv, the length-controlled fit's data
 
 
 @dataclass(frozen=True)
@@ -101,7 +112,7 @@ ALPACA_EVAL2 = Benchmark(
     headline="lc_win_rate",
     claim_key="win_rate",  # LC has no per-question form: the claims compare the raw win rate
     questions_source="alpaca_eval_instructions",
-    judge_sources={"reference": "alpaca_eval_reference"},
+    judge_sources={"reference": "alpaca_eval_reference", "lc_fit": "alpaca_eval_lc_fit"},
     paper_judge_name="GPT-4 Turbo",
     paper_judge_models=("gpt-4-1106-preview",),
     paper={

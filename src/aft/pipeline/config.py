@@ -84,6 +84,7 @@ SOURCE_NAMES = (
     "ultrafeedback",
     "alpaca_eval_instructions",
     "alpaca_eval_reference",
+    "alpaca_eval_lc_fit",
     "mt_bench_questions",
     "mt_bench_reference_answers",
     "mt_bench_judge_prompts",
@@ -162,6 +163,10 @@ class SourcesConfig(Section):
     ultrafeedback: Source | None = Field(description="openbmb/UltraFeedback (the training queries)")
     alpaca_eval_instructions: Source | None = Field(description="AlpacaEval 2's 805 instructions")
     alpaca_eval_reference: Source | None = Field(description="gpt4_1106_preview reference outputs")
+    alpaca_eval_lc_fit: Source | None = Field(
+        description="df_gamed.csv, the data of alpaca-eval's length-controlled fit (AlpacaEval 2's LC"
+        " win rate)"
+    )
     mt_bench_questions: Source | None = Field(description="MT-Bench's 80 two-turn questions")
     mt_bench_reference_answers: Source | None = Field(description="GPT-4 reference answers (MT-Bench)")
     mt_bench_judge_prompts: Source | None = Field(description="FastChat judge prompts (MT-Bench)")
@@ -505,10 +510,6 @@ class AlpacaEval2JudgeConfig(Section):
         description="alpaca-eval annotator config (AlpacaEval 2's: logprobs of the tokens m/M)"
     )
     seed: int = Field(description="alpaca-eval's annotator seed: the output order shown to the judge")
-    hf_cache_dir: str | None = Field(
-        description="Hugging Face cache in which alpaca-eval's length-controlled fit finds df_gamed.csv"
-        " (hub dataset tatsu-lab/alpaca_eval; downloaded there when missing); null = the default HF cache"
-    )
 
 
 class MTBenchJudgeConfig(Section):
@@ -799,6 +800,11 @@ def shown_value(value: object) -> str:
         return "{...}"
     text = json.dumps(value, default=str)
     return "<hidden: looks like a secret>" if SECRET.search(text.strip('"')) else text[:80]
+
+
+def hide_secrets(text: str) -> str:
+    """Free text (an error message) with anything that looks like a secret replaced."""
+    return SECRET.sub("<hidden: looks like a secret>", text)
 
 
 def format_error(err: ValidationError) -> str:

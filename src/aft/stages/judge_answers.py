@@ -1,7 +1,8 @@
 """Stage `judge_answers`: score one model's answers on one benchmark.
 
 exact_match (miniature): the known answers. alpaca_eval2: LC and raw win rate against the
-gpt4_1106_preview reference outputs (--reference), through the alpaca-eval library. mt_bench: FastChat's
+gpt4_1106_preview reference outputs (--reference), through the alpaca-eval library, its LC fit on
+df_gamed.csv (--lc-fit). mt_bench: FastChat's
 single-answer grading of both turns with its judge prompts (--judge-prompts) and GPT-4 reference answers
 (--reference). LLM judges are called through the `judge.endpoint` (OpenAI API or any compatible server);
 the key comes from the environment variable `judge.endpoint.api_key_env` only. Every result names the
@@ -9,7 +10,8 @@ judge that produced it.
 
 Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.judge_answers --config CFG --bench-name NAME --answers JSONL --bench JSONL \
-        [--reference FILE...] [--judge-prompts FILE...] --out JSON --judgments JSONL --metrics FILE
+        [--reference FILE...] [--judge-prompts FILE...] [--lc-fit CSV] --out JSON --judgments JSONL \
+        --metrics FILE
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import importlib
 import logging
 from pathlib import Path
 
-from aft.eval.registry import benchmark
+from aft.eval.registry import JudgeFiles, benchmark
 from aft.gen.endpoint import is_openai_api
 from aft.pipeline.config import OPENAI_API, JudgeConfig
 from aft.pipeline.io import read_jsonl, write_json, write_jsonl
@@ -59,6 +61,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", type=Path, required=True)
     p.add_argument("--reference", type=Path, nargs="*", default=[], help="reference outputs/answers")
     p.add_argument("--judge-prompts", type=Path, nargs="*", default=[], help="FastChat judge_prompts.jsonl")
+    p.add_argument(
+        "--lc-fit",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="df_gamed.csv, alpaca-eval's length-controlled fit data",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--judgments", type=Path, required=True, help="per-question judgments (JSONL)")
 
@@ -68,8 +77,7 @@ def run(
     name: str,
     answers: list[dict],
     bench: list[dict],
-    references: list[dict],
-    prompts: list[dict],
+    files: JudgeFiles,
     wildcards: dict[str, str],
 ) -> tuple[dict, list[dict], dict, dict[str, str]]:
     """Judge one model's answers; returns (result, per-question rows, judge metrics, record)."""
@@ -81,9 +89,7 @@ def run(
     with judge_client(jc, name) as client:
         log.info("judging %s with %s", name, client.label)
         generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)
-        result, rows = code.judge_answers(
-            jc, answers, bench, references, prompts, client, generator or "model"
-        )
+        result, rows = code.judge_answers(jc, answers, bench, files, client, generator or "model")
         endpoint = jc.endpoint.base_url or OPENAI_API
         on_openai = is_openai_api(jc.endpoint.base_url)
         result |= {
@@ -106,8 +112,11 @@ def main(argv: list[str] | None = None) -> None:
             a.bench_name,
             read_jsonl(a.answers),
             read_jsonl(a.bench),
-            read_all_records(a.reference),
-            read_all_records(a.judge_prompts),
+            JudgeFiles(
+                reference=read_all_records(a.reference),
+                judge_prompts=read_all_records(a.judge_prompts),
+                lc_fit=a.lc_fit[0] if a.lc_fit else None,
+            ),
             wildcards,
         )
         result |= {"bench": a.bench_name, "wildcards": wildcards}
