@@ -319,3 +319,111 @@ def test_the_canary_key_is_nowhere_in_outputs_logs_or_mlflow(server, work):
     runs = mlflow.search_runs(experiment_names=["judges"])
     assert len(runs) == 4 and set(runs["tags.record.judge_model"]) == {SERVED}
     assert CANARY not in runs.to_json()
+
+
+class EchoingProxy:
+    """In front of the vLLM server: forwards every request, and echoes the caller's key as a careless or
+    hostile endpoint would. The first try of each request body gets a 500 whose body names the key; a
+    200 reply carries it in its text and its system_fingerprint. The replies themselves are vLLM's."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen: set[bytes] = set()
+        self.errors = self.forwarded = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if body not in seen:
+                    seen.add(body)
+                    proxy.errors += 1
+                    self._send(500, {"error": {"message": f"upstream overloaded; request with key {key}"}})
+                    return
+                req = urllib.request.Request(
+                    upstream + self.path.removeprefix("/v1"),
+                    data=body,
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    reply = json.loads(r.read())
+                proxy.forwarded += 1
+                reply["system_fingerprint"] = key
+                for choice in reply.get("choices", []):
+                    choice["message"]["content"] = (choice["message"].get("content") or "") + f" [{key}]"
+                self._send(200, reply)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> EchoingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_key_the_endpoint_echoes_reaches_no_file_through_snakemake(server, tmp_path):
+    """The miniature's teacher through the API path (targets.endpoint) under Snakemake, with MLflow, the
+    endpoint echoing the key in errors and in successful replies: the key is in no file of results/,
+    logs/, .snakemake/, mlflow.db or mlruns. (Checked by mutation: with EndpointClient's redaction made
+    a no-op, this test fails.)"""
+    from tests.conftest import copy_workflow
+
+    wf = copy_workflow(tmp_path)
+    target = "results/build_targets/off/targets.jsonl"
+    with EchoingProxy(server["base_url"]) as proxy:
+        endpoint = {
+            "base_url": proxy.url,
+            "api_key_env": "AFT_CANARY_KEY",
+            "concurrency": 4,
+            "timeout_s": 60,
+            "max_retries": 3,
+            "backoff_initial_s": 0.05,
+            "backoff_max_s": 0.2,
+        }
+        teacher = {"teacher": "model", "model": SERVED, "endpoint": endpoint, "max_new_tokens": 4}
+        overlay = {"targets": teacher}
+        (wf / "canary.yaml").write_text(json.dumps(overlay))
+        env = os.environ | {
+            "AFT_CANARY_KEY": CANARY,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{wf}/mlflow.db",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        proc = subprocess.run(
+            ["snakemake", "--cores", "2", target, "--configfile", "config/config.yaml", "canary.yaml"],
+            cwd=wf,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    targets = read_jsonl(wf / target)
+    assert proxy.errors == proxy.forwarded == len(targets) > 0  # every request failed once, then echoed
+    assert all(t["target"].endswith("[<redacted>]") for t in targets)
+    searched = [wf / "mlflow.db", *(wf / "results").rglob("*"), *(wf / "logs").rglob("*")]
+    searched += [*(wf / ".snakemake").rglob("*"), *(wf / "mlruns").rglob("*")]
+    files = [f for f in searched if f.is_file()]
+    assert len([f for f in files if f.name == "part.json" or f.suffix == ".log"]) >= 4
+    leaked = [str(f.relative_to(wf)) for f in files if CANARY.encode() in f.read_bytes()]
+    assert leaked == [] and CANARY not in proc.stdout + proc.stderr
+    job_log = (wf / "logs/build_targets_part/off/1-of-1.log").read_text()
+    assert "500" in job_log and "<redacted>" in job_log  # the retried errors were logged, redacted

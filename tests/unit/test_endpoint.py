@@ -283,6 +283,9 @@ def test_a_key_echoed_in_a_good_reply_is_redacted_before_it_is_cached_or_returne
     with FakeJudgeServer(lambda k, b, h: chat_reply(f"your key is {h.get('Authorization')}")) as srv:
         c = client(srv, tmp_path, [])
         reply = c.chat(c.request(MSG, temperature=0.0, max_tokens=4))
+        # the uncached path too (a teacher's EndpointEngine): what it returns is written to results/
+        (choice,) = c.choices(c.request(MSG, temperature=0.5, max_tokens=4))
     assert CANARY not in reply["message"]["content"] and "<redacted>" in reply["message"]["content"]
+    assert CANARY not in json.dumps(choice) and "<redacted>" in choice["message"]["content"]
     cached = [f.read_text() for f in (tmp_path / "cache").rglob("*.json")]
     assert len(cached) == 1 and CANARY not in cached[0] and CANARY[4:20] not in cached[0]

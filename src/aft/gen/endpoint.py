@@ -237,9 +237,6 @@ class EndpointClient:
             return cached
         choices, usage = self._post(request, chat=True)
         response = {**choices[0], "usage": usage}
-        if self._key and self._key in json.dumps(response, ensure_ascii=False):
-            # a server that echoes the key in a reply: never cache or return it
-            response = json.loads(redact(json.dumps(response, ensure_ascii=False), self._key))
         if self.cache:
             self.cache.put(key, response)
         return response
@@ -273,6 +270,9 @@ class EndpointClient:
             retry_after = None
             try:
                 reply = self._send(request, chat).json()
+                if self._key and self._key in json.dumps(reply, ensure_ascii=False):
+                    # a server that echoes the key in a reply: no caller, cache or file ever sees it
+                    reply = json.loads(redact(json.dumps(reply, ensure_ascii=False), self._key))
                 choices = _validate(reply, want_logprobs, chat)
                 usage = reply["usage"] if isinstance(reply.get("usage"), dict) else {}
                 with self._lock:
