@@ -100,6 +100,10 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_job(run):
     assert len(children) == sum(JOBS.values())
     assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
     assert children.groupby("tags.rule").size().to_dict() == JOBS
+    assert set(children["status"]) == {"FINISHED"} and set(children["tags.aft.attempts"]) == {"1"}
+    # each job's run opens when the job starts: it lasts at least as long as the job's own work
+    lasted = (children["end_time"] - children["start_time"]).dt.total_seconds()
+    assert (lasted >= children["metrics.wall_time_s"] - 0.5).all()
     judge = children[children["tags.rule"] == "judge_answers"].iloc[0]
     assert 0 <= judge["metrics.accuracy"] <= 100
     assert judge["tags.git_sha"] and judge["tags.config_hash.judge"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +23,9 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from aft.method.prompts import load_template
-from aft.pipeline.config import config_hash, format_error, section_json
+from aft.pipeline.config import config_hash, format_error, hide_secrets, section_json
 from aft.pipeline.io import BadRecord, text_file_problem, write_json
-from aft.pipeline.tracking import log_stage, provenance
+from aft.pipeline.tracking import end_job_run, log_outcome, provenance, start_job_run
 
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("aft")
@@ -86,6 +89,13 @@ def parse_wildcards(text: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in text.split(",") if kv)
 
 
+def job_tags(args: argparse.Namespace, cfg: dict[str, BaseModel]) -> dict[str, str]:
+    """The job's wildcards, provenance and config hashes, as MLflow tags."""
+    wildcards = parse_wildcards(args.wildcards)
+    hashes = {f"config_hash.{k}": config_hash(v) for k, v in cfg.items()}
+    return {f"wildcard.{k}": v for k, v in wildcards.items()} | provenance() | hashes
+
+
 def finish(
     stage: str,
     args: argparse.Namespace,
@@ -96,23 +106,26 @@ def finish(
     history: list[dict] | None = None,
     record: dict[str, str] | None = None,
 ) -> None:
-    """Write metrics.json (metrics + provenance) and log the job to MLflow.
+    """Write metrics.json (metrics + provenance) and log the job into its open MLflow run.
 
     `record` holds facts that are strings, not numbers (e.g. a checksum): written to metrics.json and
     logged as MLflow tags."""
-    prov = provenance()
-    hashes = {f"config_hash.{k}": config_hash(v) for k, v in cfg.items()}
+    tags = job_tags(args, cfg)
     metrics = {**metrics, "wall_time_s": round(time.time() - started, 3)}
-    out = {"stage": stage, "metrics": metrics, "provenance": prov | hashes}
+    provenance_ = {k: v for k, v in tags.items() if not k.startswith("wildcard.")}
+    out = {"stage": stage, "metrics": metrics, "provenance": provenance_}
     if record:
         out["record"] = record
     write_json(args.metrics, out)
-    wildcards = parse_wildcards(args.wildcards)
-    tags = {f"wildcard.{k}": v for k, v in wildcards.items()} | prov | hashes
     tags |= {f"record.{k}": str(v) for k, v in (record or {}).items()}
-    params = {k: json.loads(section_json(v)) for k, v in cfg.items()}
-    log_stage(stage, params, metrics, tags, [*artifacts, args.metrics], history)
+    log_outcome(stage, metrics, tags, [*artifacts, args.metrics], history)
     log.info("%s done in %.1fs: %s", stage, metrics["wall_time_s"], json.dumps(metrics)[:500])
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # SLURM's timeout and preemption, and torchrun stopping its workers, send SIGTERM: end as an
+    # exception, so the job's run is closed as KILLED with the reason instead of staying RUNNING
+    raise SystemExit(f"stopped by signal {signal.Signals(signum).name}")
 
 
 @dataclass
@@ -146,20 +159,38 @@ def run_stage(
     arguments(p)
     args = p.parse_args(argv)
     cfg = sections(args.config, **models)
+    # rank 0 of a multi-process job (or the only process) records; the job's run opens now, so MLflow
+    # shows it RUNNING while it works and a failure leaves a FAILED run with the error
+    if os.environ.get("RANK", "0") == "0":
+        part = getattr(args, "part", None)
+        job = "|".join(x for x in (stage, args.wildcards, part) if x)
+        params = {k: json.loads(section_json(v)) for k, v in cfg.items()}
+        start_job_run(stage, job, params, job_tags(args, cfg))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        outcome = body(args, cfg)
-    except BadRecord as err:  # a bad input line: its file and line, not a traceback
-        raise SystemExit(f"{stage}: {err}") from None
-    if outcome is not None:
-        finish(
-            outcome.stage or stage,
-            args,
-            cfg,
-            outcome.metrics,
-            outcome.artifacts,
-            started,
-            history=outcome.history,
-            record=outcome.record,
-        )
-        for folder in outcome.cleanup:
-            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            outcome = body(args, cfg)
+        except BadRecord as err:  # a bad input line: its file and line, not a traceback
+            raise SystemExit(f"{stage}: {err}") from None
+        if outcome is not None:
+            finish(
+                outcome.stage or stage,
+                args,
+                cfg,
+                outcome.metrics,
+                outcome.artifacts,
+                started,
+                history=outcome.history,
+                record=outcome.record,
+            )
+    except BaseException as err:
+        killed = isinstance(err, KeyboardInterrupt) or "stopped by signal" in str(err)
+        try:
+            end_job_run("KILLED" if killed else "FAILED", hide_secrets(f"{type(err).__name__}: {err}"))
+        except Exception as tracking_err:  # the job's own error is the one to see
+            log.warning("could not close the job's MLflow run: %s", tracking_err)
+        raise
+    end_job_run("FINISHED")
+    for folder in outcome.cleanup if outcome else []:
+        shutil.rmtree(folder, ignore_errors=True)

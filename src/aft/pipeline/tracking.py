@@ -1,4 +1,4 @@
-"""MLflow tracking: one run per workflow invocation, one nested run per job.
+"""MLflow tracking: one run per workflow invocation, one nested run per job, open while the job runs.
 
 The workflow (Snakefile `onstart`) creates the store once and the parent run, and exports
 MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME and AFT_MLFLOW_PARENT_RUN_ID; every job reads them.
@@ -120,47 +120,96 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_stage(
-    stage: str,
-    params: dict,
-    metrics: dict[str, float],
-    tags: dict[str, str],
-    artifacts: list[Path],
-    history: list[dict] | None = None,
-) -> str | None:
-    """Log one finished job as a run nested under the workflow's run. Returns the run id.
+JOB_TAG = "aft.job"  # stage + wildcards (+ scatter part): one job of one invocation
+ATTEMPTS_TAG = "aft.attempts"
+ERROR_TAG = "aft.error"
 
-    `history` holds per-step rows ({"step": int, name: value, ...}), e.g. a training loss curve.
 
-    Does nothing (returns None) when no tracking URI is configured, e.g. a stage run by hand.
-    """
+def job_run_name(stage: str, tags: dict[str, str]) -> str:
+    return "/".join([stage, *[v for k, v in sorted(tags.items()) if k.startswith("wildcard.")]])
+
+
+def start_job_run(stage: str, job: str, params: dict, tags: dict[str, str]) -> str | None:
+    """Open the MLflow run of one job, nested under the workflow's run, when the job starts: it shows as
+    RUNNING while the job works, with its params, and its duration is the job's. Returns its id.
+
+    A job started again within the same invocation (Snakemake's --retries, a requeue) reopens the run
+    of its earlier attempt, counting attempts, instead of adding a second run. Does nothing (None) when
+    no tracking URI is configured, e.g. a stage run by hand."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return None
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "aft"))
-    copy_models = os.environ.get(COPY_MODELS_ENV, "0") == "1"
-    run_name = "/".join([stage, *[v for k, v in sorted(tags.items()) if k.startswith("wildcard.")]])
-    with mlflow.start_run(
-        run_name=run_name, parent_run_id=os.environ.get(PARENT_ENV) or None, tags={"rule": stage, **tags}
-    ) as run:
-        mlflow.log_params(_flatten(params))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
-        for row in history or []:
-            values = {k: float(v) for k, v in row.items() if k != "step" and isinstance(v, int | float)}
-            mlflow.log_metrics(values, step=int(row["step"]))
-        for path in artifacts:
-            path = Path(path)
-            if path.is_dir():
-                mlflow.set_tag(f"artifact.{path.name}.path", str(path.resolve()))
-                mlflow.set_tag(f"artifact.{path.name}.sha256", sha256_dir(path))
-                if copy_models:
-                    mlflow.log_artifacts(str(path), artifact_path=path.name)
-            elif path.stat().st_size <= SMALL_FILE_BYTES:
-                mlflow.log_artifact(str(path))
-            else:
-                mlflow.set_tag(f"artifact.{path.name}.path", str(path.resolve()))
-                mlflow.set_tag(f"artifact.{path.name}.sha256", sha256_file(path))
+    experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "aft"))
+    parent = os.environ.get(PARENT_ENV) or None
+    earlier = []
+    if parent:
+        quoted = job.replace("'", "\\'")
+        earlier = MlflowClient(uri).search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`{JOB_TAG}` = '{quoted}'",
+            max_results=1,
+        )
+    if earlier:
+        attempts = int(earlier[0].data.tags.get(ATTEMPTS_TAG, "1")) + 1
+        run = mlflow.start_run(run_id=earlier[0].info.run_id)  # RUNNING again
+        mlflow.set_tags({ATTEMPTS_TAG: str(attempts), ERROR_TAG: ""})
         return run.info.run_id
+    run = mlflow.start_run(
+        run_name=job_run_name(stage, tags),
+        parent_run_id=parent,
+        tags={"rule": stage, JOB_TAG: job, ATTEMPTS_TAG: "1", **tags},
+    )
+    mlflow.log_params(_flatten(params))
+    return run.info.run_id
+
+
+def end_job_run(status: str, error: str | None = None) -> None:
+    """Close the open job run: FINISHED, or FAILED/KILLED with the error as the tag aft.error."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    if error:
+        mlflow.set_tag(ERROR_TAG, error[-5000:])
+    mlflow.end_run(status=status)
+
+
+def log_outcome(
+    stage: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    artifacts: list[Path],
+    history: list[dict] | None = None,
+) -> None:
+    """Log a finished job's metrics, tags and artifacts into its open run (start_job_run); nothing
+    when none is open.
+
+    `history` holds per-step rows ({"step": int, name: value, ...}), e.g. a training loss curve.
+    `stage` may differ from the name the run was opened under (a scatter job is `<stage>_part`)."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    copy_models = os.environ.get(COPY_MODELS_ENV, "0") == "1"
+    mlflow.set_tags({"rule": stage, **tags})
+    mlflow.set_tag("mlflow.runName", job_run_name(stage, tags))
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+    for row in history or []:
+        values = {k: float(v) for k, v in row.items() if k != "step" and isinstance(v, int | float)}
+        mlflow.log_metrics(values, step=int(row["step"]))
+    for path in artifacts:
+        path = Path(path)
+        if path.is_dir():
+            mlflow.set_tag(f"artifact.{path.name}.path", str(path.resolve()))
+            mlflow.set_tag(f"artifact.{path.name}.sha256", sha256_dir(path))
+            if copy_models:
+                mlflow.log_artifacts(str(path), artifact_path=path.name)
+        elif path.stat().st_size <= SMALL_FILE_BYTES:
+            mlflow.log_artifact(str(path))
+        else:
+            mlflow.set_tag(f"artifact.{path.name}.path", str(path.resolve()))
+            mlflow.set_tag(f"artifact.{path.name}.sha256", sha256_file(path))

@@ -1,0 +1,106 @@
+"""Each job's MLflow run is opened when the job starts and closed with its outcome (a real sqlite store):
+RUNNING while it works, FINISHED with metrics, FAILED or KILLED with the error, and a job started again
+in the same invocation reopens its run instead of adding a second one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from aft.pipeline.stage import Outcome, run_stage
+from aft.pipeline.tracking import PARENT_ENV, start_workflow_run
+
+
+class Toy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: int
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A tracking store and an open workflow run, found through the environment as jobs find them."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "jobs")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv(PARENT_ENV, start_workflow_run(uri, "jobs", {}, workdir=str(tmp_path)))
+    client = MlflowClient(uri)
+    yield client, client.get_experiment_by_name("jobs").experiment_id
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def toy(tmp_path, body) -> None:
+    argv = ["--config", json.dumps({"toy": {"size": 2}}), "--metrics", str(tmp_path / "m.json")]
+    argv += ["--wildcards", "base=mini,variant=sft"]
+    run_stage("toy", "Stage `toy`.", argv, lambda p: None, {"toy": Toy}, body)
+
+
+def job_runs(client, exp_id) -> list:
+    parent = os.environ[PARENT_ENV]
+    return client.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+
+
+def test_the_run_is_open_while_the_job_works_and_finished_after(store, tmp_path):
+    client, exp_id = store
+    seen = []
+
+    def body(a: argparse.Namespace, cfg: dict) -> Outcome:
+        (live,) = job_runs(client, exp_id)
+        seen.append((live.info.status, live.data.params.get("toy.size"), live.info.run_name))
+        return Outcome({"items": 6})
+
+    toy(tmp_path, body)
+    assert seen == [("RUNNING", "2", "toy/mini/sft")]
+    (run,) = job_runs(client, exp_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["items"] == 6
+    assert run.data.tags["aft.attempts"] == "1" and run.data.tags["wildcard.base"] == "mini"
+    assert run.info.end_time - run.info.start_time >= 0
+
+
+def test_a_failed_job_leaves_a_failed_run_and_its_retry_reopens_it(store, tmp_path):
+    client, exp_id = store
+
+    def fails(a, cfg):
+        raise RuntimeError("engine died while serving http://u:sk-secret123456@host/v1")
+
+    with pytest.raises(RuntimeError):
+        toy(tmp_path, fails)
+    (run,) = job_runs(client, exp_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["aft.error"] == (
+        "RuntimeError: engine died while serving http<hidden: looks like a secret>host/v1"
+    )
+    toy(tmp_path, lambda a, cfg: Outcome({"items": 6}))  # Snakemake's retry in the same invocation
+    (again,) = job_runs(client, exp_id)
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    assert again.data.tags["aft.attempts"] == "2" and again.data.tags["aft.error"] == ""
+
+
+def test_sigterm_closes_the_run_as_killed(store, tmp_path):
+    client, exp_id = store
+
+    def preempted(a, cfg):
+        os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends at the time limit or a preemption
+
+    with pytest.raises(SystemExit, match="stopped by signal SIGTERM"):
+        toy(tmp_path, preempted)
+    (run,) = job_runs(client, exp_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["aft.error"] == "SystemExit: stopped by signal SIGTERM"
+
+
+def test_a_bad_config_opens_no_run_and_other_ranks_open_none(store, tmp_path, monkeypatch):
+    client, exp_id = store
+    argv = ["--config", json.dumps({"toy": {"size": "x"}}), "--metrics", str(tmp_path / "m.json")]
+    with pytest.raises(SystemExit):
+        run_stage("toy", None, argv, lambda p: None, {"toy": Toy}, lambda a, c: Outcome({}))
+    monkeypatch.setenv("RANK", "1")
+    toy(tmp_path, lambda a, cfg: None)
+    assert job_runs(client, exp_id) == []
