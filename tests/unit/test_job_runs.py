@@ -30,6 +30,7 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "jobs")
     monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.chdir(tmp_path)  # the working directory the job runs in
     monkeypatch.setenv(PARENT_ENV, start_workflow_run(uri, "jobs", {}, workdir=str(tmp_path)))
     client = MlflowClient(uri)
     yield client, client.get_experiment_by_name("jobs").experiment_id
@@ -81,6 +82,33 @@ def test_a_failed_job_leaves_a_failed_run_and_its_retry_reopens_it(store, tmp_pa
     (again,) = job_runs(client, exp_id)
     assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
     assert again.data.tags["aft.attempts"] == "2" and again.data.tags["aft.error"] == ""
+
+
+def test_the_next_invocation_reopens_an_unfinished_jobs_run_and_a_finished_job_gets_a_new_one(
+    store, tmp_path, monkeypatch
+):
+    client, exp_id = store
+    first = os.environ[PARENT_ENV]
+
+    def fails(a, cfg):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError):
+        toy(tmp_path, fails)
+    (failed,) = job_runs(client, exp_id)
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    second = start_workflow_run(uri, "jobs", {}, workdir=str(tmp_path))  # closes `first` as KILLED
+    monkeypatch.setenv(PARENT_ENV, second)
+    toy(tmp_path, lambda a, cfg: Outcome({"items": 6}))
+    (again,) = job_runs(client, exp_id)  # under the second invocation now
+    assert again.info.run_id == failed.info.run_id and again.info.status == "FINISHED"
+    assert again.data.tags["aft.attempts"] == "2" and client.get_run(first).info.status == "KILLED"
+    third = start_workflow_run(uri, "jobs", {}, workdir=str(tmp_path))
+    monkeypatch.setenv(PARENT_ENV, third)
+    toy(tmp_path, lambda a, cfg: Outcome({"items": 9}))  # made again (say, its inputs changed)
+    (new,) = job_runs(client, exp_id)
+    assert new.info.run_id != failed.info.run_id and new.data.metrics["items"] == 9
+    assert client.get_run(failed.info.run_id).data.metrics["items"] == 6  # the earlier output's run stays
 
 
 def test_sigterm_closes_the_run_as_killed(store, tmp_path):

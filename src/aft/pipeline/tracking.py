@@ -133,9 +133,11 @@ def start_job_run(stage: str, job: str, params: dict, tags: dict[str, str]) -> s
     """Open the MLflow run of one job, nested under the workflow's run, when the job starts: it shows as
     RUNNING while the job works, with its params, and its duration is the job's. Returns its id.
 
-    A job started again within the same invocation (Snakemake's --retries, a requeue) reopens the run
-    of its earlier attempt, counting attempts, instead of adding a second run. Does nothing (None) when
-    no tracking URI is configured, e.g. a stage run by hand."""
+    A job started again after an attempt that did not finish (a retry in the same invocation, or the
+    next invocation after a failure or a kill, in the same working directory) reopens that attempt's
+    run, counting attempts and moving it under the current workflow run, instead of adding a second
+    run: one run per output made. A job that finished and runs again (its inputs changed) gets a new
+    run. Does nothing (None) when no tracking URI is configured, e.g. a stage run by hand."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return None
@@ -145,23 +147,25 @@ def start_job_run(stage: str, job: str, params: dict, tags: dict[str, str]) -> s
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "aft"))
     parent = os.environ.get(PARENT_ENV) or None
-    earlier = []
-    if parent:
-        quoted = job.replace("'", "\\'")
-        earlier = MlflowClient(uri).search_runs(
-            [experiment.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.`{JOB_TAG}` = '{quoted}'",
-            max_results=1,
-        )
+    workdir = os.getcwd()
+    quoted = [x.replace("'", "\\'") for x in (job, workdir)]
+    earlier = MlflowClient(uri).search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{JOB_TAG}` = '{quoted[0]}' and tags.`aft.workdir` = '{quoted[1]}'"
+        " and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if earlier:
         attempts = int(earlier[0].data.tags.get(ATTEMPTS_TAG, "1")) + 1
         run = mlflow.start_run(run_id=earlier[0].info.run_id)  # RUNNING again
-        mlflow.set_tags({ATTEMPTS_TAG: str(attempts), ERROR_TAG: ""})
+        moved = {"mlflow.parentRunId": parent} if parent else {}
+        mlflow.set_tags({ATTEMPTS_TAG: str(attempts), ERROR_TAG: "", "aft.closed_reason": "", **moved})
         return run.info.run_id
     run = mlflow.start_run(
         run_name=job_run_name(stage, tags),
         parent_run_id=parent,
-        tags={"rule": stage, JOB_TAG: job, ATTEMPTS_TAG: "1", **tags},
+        tags={"rule": stage, JOB_TAG: job, ATTEMPTS_TAG: "1", "aft.workdir": workdir, **tags},
     )
     mlflow.log_params(_flatten(params))
     return run.info.run_id
