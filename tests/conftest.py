@@ -66,6 +66,15 @@ def dry_run(cwd: Path, *args: str) -> dict[str, int]:
     return jobs
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a test's server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def copy_workflow(dest: Path) -> Path:
     """The workflow's files (not results) in a fresh folder, to run snakemake there."""
     import shutil

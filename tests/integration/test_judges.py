@@ -17,7 +17,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import pytest
 from aft.eval import alpaca_eval2, mt_bench
 from aft.pipeline.io import read_json, read_jsonl, write_jsonl
 from aft.pipeline.sources import read_records
-from tests.conftest import shared_file
+from tests.conftest import free_port, shared_file
 from tests.judge_fakes import write_synthetic_df_gamed
 
 pytestmark = pytest.mark.integration
@@ -91,12 +90,6 @@ def build_bigram_judge(out: Path) -> None:
         head[ids["[[4]]"], 3] = 10 / scale
     model.save_pretrained(out)
     tok.save_pretrained(out)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

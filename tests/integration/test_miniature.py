@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run
+from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +114,66 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_job(run):
     client = mlflow.MlflowClient()
     files = {a.path for a in client.list_artifacts(judge["run_id"])}
     assert {"exact_match.json", "exact_match.metrics.json"} <= files
+    # training streamed its steps into the job's run (the Trainer's MLflow integration)
+    losses = client.get_metric_history(train["run_id"], "loss")
+    assert len(losses) == train["metrics.train_steps"] and losses[0].step == 1
+    # the parent run carries the report and its numbers
+    parent = parents.iloc[0]
+    report = json.loads((run / "reports/results.json").read_text())
+    row = next(r for r in report if (r["wildcards"]["variant"], r["wildcards"]["mode"]) == ("aft_off", "agg"))
+    assert parent["metrics.mini.aft_off.agg.exact_match.accuracy"] == row["scores"]["accuracy"]
+    assert parent["metrics.claims_inconclusive"] >= 0
+    shown = {a.path for a in client.list_artifacts(parent["run_id"], "report")}
+    assert shown == {"report/results.md", "report/results.png", "report/results.json"}
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
+
+
+def rendered(url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran, in headless Chromium (flags: the machine has no internet)."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    cmd = [CHROMIUM, *flags, f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def test_the_mlflow_ui_shows_the_job_runs_in_a_browser(run, tmp_path):
+    """MLflow 3's UI opens on its GenAI view; the runs are under Model training
+    (`?workflowType=machine_learning`), the jobs nested under the workflow run."""
+    import time
+    import urllib.request
+
+    import mlflow
+
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install chromium (.ci/run does)")
+    mlflow.set_tracking_uri(f"sqlite:///{run}/mlflow.db")
+    exp = mlflow.get_experiment_by_name("aft-miniature").experiment_id
+    train = mlflow.search_runs([exp], filter_string="tags.rule = 'train_model'").iloc[0]
+    port = free_port()
+    cmd = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{run}/mlflow.db", "--host", "127.0.0.1"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    server = subprocess.Popen([*cmd, "--port", str(port)], **quiet)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{base}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(1)
+        runs_page = rendered(f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning", tmp_path / "a")
+        assert ">workflow<" in runs_page  # the parent; its jobs are nested under it, and counted:
+        assert f"<strong>{sum(JOBS.values()) + 1}</strong> matching runs" in runs_page
+        job_page = rendered(
+            f"{base}/#/experiments/{exp}/runs/{train['run_id']}?workflowType=machine_learning", tmp_path / "b"
+        )
+        assert train["tags.mlflow.runName"] in job_page and "Finished" in job_page
+        assert "final_loss" in job_page and ">workflow<" in job_page  # its metrics; its parent run
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_snakemake_report_includes_table_and_plot(run):

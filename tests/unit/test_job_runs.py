@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -132,3 +133,39 @@ def test_a_bad_config_opens_no_run_and_other_ranks_open_none(store, tmp_path, mo
     monkeypatch.setenv("RANK", "1")
     toy(tmp_path, lambda a, cfg: None)
     assert job_runs(client, exp_id) == []
+
+
+FAILING_STAGE = """
+import logging, sys
+from pydantic import BaseModel
+from aft.pipeline.stage import run_stage
+
+class Toy(BaseModel):
+    size: int
+
+def body(a, cfg):
+    logging.getLogger("aft").info("working on row 7")
+    raise RuntimeError("boom at row 7")
+
+run_stage("toy", None, sys.argv[1:], lambda p: None, {"toy": Toy}, body)
+"""
+
+
+def test_a_failed_jobs_run_has_its_log_with_the_traceback_attached(store, tmp_path):
+    import subprocess
+    import sys
+
+    client, exp_id = store
+    log = tmp_path / "logs/toy.log"
+    log.parent.mkdir()
+    argv = ["--config", json.dumps({"toy": {"size": 2}}), "--metrics", str(tmp_path / "m.json")]
+    with log.open("w") as out:  # what a rule's `> {log} 2>&1` does
+        cmd = [sys.executable, "-c", FAILING_STAGE, *argv]
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+    assert proc.returncode == 1
+    (run,) = job_runs(client, exp_id)
+    assert run.info.status == "FAILED" and run.data.tags["aft.error"] == "RuntimeError: boom at row 7"
+    path = client.download_artifacts(run.info.run_id, "log/toy.log", str(tmp_path / "got"))
+    attached = Path(path).read_text(encoding="utf-8")
+    assert "working on row 7" in attached and attached.rstrip().endswith("RuntimeError: boom at row 7")
+    assert "Traceback (most recent call last)" in attached

@@ -2,7 +2,7 @@ import pytest
 
 from aft.eval import claims
 from aft.eval.registry import REGISTRY
-from aft.eval.report import claims_section, markdown_table
+from aft.eval.report import claims_section, headline_metrics, markdown_table
 from aft.miniature.exact_match import exact_match
 from aft.pipeline.config import load_config
 from aft.train.launch import train_launcher
@@ -118,3 +118,19 @@ def test_train_launcher():
     paper = load_config(load_yaml("config/paper.yaml")).train
     assert train_launcher(mini) == "python"
     assert train_launcher(paper) == "torchrun --standalone --nproc_per_node=8"
+
+
+def test_headline_metrics_name_each_result_and_leave_out_missing_scores():
+    def res(variant: str, bench: str, scores: dict) -> dict:
+        wildcards = {"base": "b", "variant": variant, "mode": "agg"}
+        return {"bench": bench, "scores": scores, "wildcards": wildcards}
+
+    results = [
+        res("sft", "exact_match", {"accuracy": 41.5}),
+        res("aft_on", "alpaca_eval2", {"lc_win_rate": None, "win_rate": 30.0}),  # LC fit could not run
+        res("aft_on", "mt_bench", {"avg": 6.25, "turn_1": 7.0}),
+    ]
+    assert headline_metrics(results) == {
+        "b.sft.agg.exact_match.accuracy": 41.5,
+        "b.aft_on.agg.mt_bench.avg": 6.25,
+    }

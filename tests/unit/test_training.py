@@ -400,9 +400,10 @@ def test_history_rows_and_metrics_survive_a_resume():
         "num_tokens": 300.0,
         "mean_token_accuracy": 0.3,
     }
-    m = train_metrics(rows, {"train_runtime": 4.0, "train_loss": 2.0}, global_step=3, rows=10, kept=9)
-    assert m["train_loss"] == 2.0 and m["train_loss_mean"] == pytest.approx(2.5)
-    assert m["num_tokens"] == 300.0 and m["mean_token_accuracy"] == 0.3
+    m = train_metrics(rows, {"train_runtime": 4.0, "train_loss": 2.25}, global_step=3, rows=10, kept=9)
+    assert m["train_loss"] == 2.25 and m["final_loss"] == 2.0  # the Trainer's mean; the last step's
+    assert m["train_tokens"] == 300.0 and m["final_token_accuracy"] == 0.3
+    assert not {"loss", "num_tokens", "mean_token_accuracy"} & set(m)  # the streamed series' names
     assert (m["train_steps"], m["train_samples"], m["train_rows_dropped"]) == (3, 9, 1)
     assert math.isnan(train_metrics([], {}, 0, 0, 0)["train_loss"])
 

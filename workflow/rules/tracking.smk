@@ -7,6 +7,7 @@ from aft.pipeline.tracking import (
     PARENT_ENV,
     end_workflow_run,
     git_sha,
+    log_workflow_report,
     start_workflow_run,
 )
 
@@ -28,6 +29,12 @@ onstart:
 
 onsuccess:
     if PARENT_ENV in os.environ:
+        log_workflow_report(
+            os.environ["MLFLOW_TRACKING_URI"],
+            os.environ[PARENT_ENV],
+            REPORT,
+            "results/make_report/metrics.json",
+        )
         end_workflow_run(
             os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FINISHED"
         )

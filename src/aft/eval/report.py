@@ -33,6 +33,17 @@ def collect(results: list[dict]) -> dict[tuple[str, str, str], dict[str, dict]]:
     return table
 
 
+def headline_metrics(results: list[dict]) -> dict[str, float]:
+    """Each result's headline score as `<base>.<variant>.<mode>.<bench>.<score>`: what the workflow's
+    parent run in MLflow shows (scores that could not be computed, e.g. LC without its fit, are left out)."""
+    out = {}
+    for r in results:
+        w, key = r["wildcards"], REGISTRY[r["bench"]].headline
+        if r["scores"].get(key) is not None:
+            out[f"{w['base']}.{w['variant']}.{w['mode']}.{r['bench']}.{key}"] = float(r["scores"][key])
+    return out
+
+
 def _fmt(x: float | None, se: float | None = None) -> str:
     if x is None:
         return "–"

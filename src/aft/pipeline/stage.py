@@ -13,8 +13,11 @@ import logging
 import os
 import shutil
 import signal
+import stat
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +125,17 @@ def finish(
     log.info("%s done in %.1fs: %s", stage, metrics["wall_time_s"], json.dumps(metrics)[:500])
 
 
+def redirected_log() -> Path | None:
+    """The file this process writes its output to (a rule's `> {log} 2>&1`), or None (a terminal, a
+    pipe, or a system without /proc)."""
+    try:
+        if stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode):
+            return Path(os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}"))
+    except (OSError, ValueError):  # ValueError: a replaced stdout without a file descriptor
+        return None
+    return None
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     # SLURM's timeout and preemption, and torchrun stopping its workers, send SIGTERM: end as an
     # exception, so the job's run is closed as KILLED with the reason instead of staying RUNNING
@@ -186,11 +200,17 @@ def run_stage(
             )
     except BaseException as err:
         killed = isinstance(err, KeyboardInterrupt) or "stopped by signal" in str(err)
+        trace = "" if isinstance(err, SystemExit) else traceback.format_exc()
         try:
-            end_job_run("KILLED" if killed else "FAILED", hide_secrets(f"{type(err).__name__}: {err}"))
+            end_job_run(
+                "KILLED" if killed else "FAILED",
+                hide_secrets(f"{type(err).__name__}: {err}"),
+                redirected_log(),
+                hide_secrets(trace or f"{err}\n"),
+            )
         except Exception as tracking_err:  # the job's own error is the one to see
             log.warning("could not close the job's MLflow run: %s", tracking_err)
         raise
-    end_job_run("FINISHED")
+    end_job_run("FINISHED", log=redirected_log())
     for folder in outcome.cleanup if outcome else []:
         shutil.rmtree(folder, ignore_errors=True)

@@ -103,6 +103,27 @@ def close_stale_runs(client, experiment_id: str, workdir: str) -> list[str]:
     return closed
 
 
+def log_workflow_report(uri: str, run_id: str, files: list[str], metrics_file: str) -> None:
+    """The report's files and its numbers (make_report's metrics: headline scores, claim verdict counts)
+    on the workflow's parent run, where a reader lands first. Nothing when the report is not there (a
+    run of part of the DAG)."""
+    import json
+    import time
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    if not all(Path(f).is_file() for f in [*files, metrics_file]):
+        return
+    client = MlflowClient(uri)
+    for path in files:
+        client.log_artifact(run_id, path, artifact_path="report")
+    metrics = json.loads(Path(metrics_file).read_text(encoding="utf-8"))["metrics"]
+    now = int(time.time() * 1000)
+    numbers = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items()) if isinstance(v, int | float)]
+    client.log_batch(run_id, metrics=numbers)
+
+
 def end_workflow_run(uri: str, run_id: str, status: str) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -123,6 +144,13 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 JOB_TAG = "aft.job"  # stage + wildcards (+ scatter part): one job of one invocation
 ATTEMPTS_TAG = "aft.attempts"
 ERROR_TAG = "aft.error"
+
+
+def job_run_active() -> bool:
+    """Whether this process has a job run open (start_job_run): where a Trainer may stream to."""
+    import mlflow
+
+    return mlflow.active_run() is not None
 
 
 def job_run_name(stage: str, tags: dict[str, str]) -> str:
@@ -171,14 +199,20 @@ def start_job_run(stage: str, job: str, params: dict, tags: dict[str, str]) -> s
     return run.info.run_id
 
 
-def end_job_run(status: str, error: str | None = None) -> None:
-    """Close the open job run: FINISHED, or FAILED/KILLED with the error as the tag aft.error."""
+def end_job_run(status: str, error: str | None = None, log: Path | None = None, trace: str = "") -> None:
+    """Close the open job run: FINISHED, or FAILED/KILLED with the error as the tag aft.error. The job's
+    log file (`log`), with `trace` (the traceback Python prints only after this) appended, is attached
+    as `log/<name>`."""
     import mlflow
 
     if mlflow.active_run() is None:
         return
     if error:
         mlflow.set_tag(ERROR_TAG, error[-5000:])
+    if log is not None and log.is_file():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        mlflow.log_text(log.read_text(encoding="utf-8", errors="replace") + trace, f"log/{log.name}")
     mlflow.end_run(status=status)
 
 
@@ -196,12 +230,23 @@ def log_outcome(
     `stage` may differ from the name the run was opened under (a scatter job is `<stage>_part`)."""
     import mlflow
 
-    if mlflow.active_run() is None:
+    active = mlflow.active_run()
+    if active is None:
         return
     copy_models = os.environ.get(COPY_MODELS_ENV, "0") == "1"
     mlflow.set_tags({"rule": stage, **tags})
     mlflow.set_tag("mlflow.runName", job_run_name(stage, tags))
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+    mlflow.flush_async_logging()  # what the Trainer streamed is in the store before we look
+    client = mlflow.MlflowClient()
+    streamed = {
+        k
+        for k in client.get_run(active.info.run_id).data.metrics
+        if any(m.step > 0 for m in client.get_metric_history(active.info.run_id, k))
+    }
+    # a value the job streamed as a series (the Trainer's train_loss at its last step) is not logged
+    # again at step 0, where it would be a stray point of that series
+    final = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k not in streamed}
+    mlflow.log_metrics(final)
     for row in history or []:
         values = {k: float(v) for k, v in row.items() if k != "step" and isinstance(v, int | float)}
         mlflow.log_metrics(values, step=int(row["step"]))

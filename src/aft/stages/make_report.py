@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from aft.eval.report import claims_section, markdown_table, plot
+from aft.eval.report import claims_section, headline_metrics, markdown_table, plot
 from aft.pipeline.config import ReportConfig
 from aft.pipeline.io import atomic_write_text, read_json, read_jsonl, write_json
 from aft.pipeline.stage import Outcome, run_stage
@@ -53,9 +53,8 @@ def run(
     plot_file.parent.mkdir(parents=True, exist_ok=True)
     plot(results, plot_file)
     verdicts = [r.verdict for r in claim_rows]
-    return {"n_results": len(results)} | {
-        f"claims_{v}": verdicts.count(v) for v in ("reproduced", "contradicted", "inconclusive")
-    }
+    counts = {f"claims_{v}": verdicts.count(v) for v in ("reproduced", "contradicted", "inconclusive")}
+    return {"n_results": len(results)} | counts | headline_metrics(results)
 
 
 def main(argv: list[str] | None = None) -> None:

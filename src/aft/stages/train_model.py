@@ -25,6 +25,7 @@ from pathlib import Path
 from aft.pipeline.config import BaseModelConfig, TrainConfig
 from aft.pipeline.io import read_jsonl, sha256_file, write_json
 from aft.pipeline.stage import Outcome, run_stage
+from aft.pipeline.tracking import job_run_active
 from aft.train.training import (
     FINGERPRINT_FILE,
     accumulation_steps,
@@ -106,7 +107,11 @@ def run(
     total_steps = optimizer_steps(train, len(dataset), ranks)
     save_steps = save_steps or default_save_steps(total_steps)
     ckpt = checkpoint_dir(out)
-    kwargs = sft_config_kwargs(train, ckpt, save_steps=save_steps, ranks=ranks)
+    # rank 0 streams each logged step into the job's MLflow run, which run_stage opened; the run already
+    # has the config sections as params, and the Trainer's ~150 arguments would only repeat them
+    os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"
+    report_to = "mlflow" if job_run_active() else "none"
+    kwargs = sft_config_kwargs(train, ckpt, save_steps=save_steps, ranks=ranks, report_to=report_to)
     if train.deepspeed and not torch.cuda.is_available():
         _deepspeed_cpu_state()
         kwargs["accelerator_config"] = {"use_configured_state": True}
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics, history, is_main = run(cfg["train"], cfg["base"], a.data, a.base_model, a.out, a.save_steps)
         if not is_main:
             return None  # rank 0 reports
-        return Outcome(metrics, [a.out], history=history, cleanup=[checkpoint_dir(a.out)])
+        return Outcome(metrics, [a.out], cleanup=[checkpoint_dir(a.out)])
 
     run_stage(STAGE, __doc__, argv, arguments, {"train": TrainConfig, "base": BaseModelConfig}, body)
     _close_process_group()

@@ -85,11 +85,13 @@ def sft_config_kwargs(
     save_steps: int = 50,
     logging_steps: int = 1,
     ranks: int | None = None,
+    report_to: str = "none",
 ) -> dict:
     """Keyword arguments for `trl.SFTConfig`; `out_dir` is where the Trainer writes its checkpoints.
 
     `ranks` is the number of processes actually launched (default: what the config assumes); gradient
-    accumulation follows it so the global batch stays as configured.
+    accumulation follows it so the global batch stays as configured. `report_to="mlflow"` streams each
+    logged step into the job's open MLflow run (the Trainer's own integration), "none" logs nowhere.
     """
     on_gpu = cfg.num_gpus > 0
     return dict(
@@ -123,7 +125,7 @@ def sft_config_kwargs(
         logging_strategy="steps",
         logging_steps=logging_steps,
         logging_first_step=True,
-        report_to="none",  # the stage logs to MLflow itself, once, from rank 0
+        report_to=report_to,
         disable_tqdm=True,  # progress bars garble log files; the printer callback logs each step
         dataloader_num_workers=0,  # tokenised rows are in memory; worker processes only cost on CPU
         dataloader_pin_memory=on_gpu,
@@ -191,20 +193,25 @@ def history_rows(log_history: list[dict], resumed_from_step: int = 0) -> list[di
 def train_metrics(
     history: list[dict], train_output_metrics: dict, global_step: int, rows: int, kept: int
 ) -> dict:
-    """The stage's metrics: the final logged loss and accuracy, tokens seen, steps, runtime.
+    """The stage's metrics: the Trainer's `train_loss`, the final logged loss and accuracy, tokens seen,
+    steps, runtime.
 
+    `train_loss` has one meaning everywhere (the job's log, metrics.json, MLflow): the Trainer's own, the
+    mean loss over the steps this process trained (after a resume: the steps since). `final_loss` is
+    the last logged step's loss. The names differ from the per-step series the Trainer streams to
+    MLflow (`loss`, `num_tokens`, `mean_token_accuracy`), so no series gets a stray end-of-job point.
     `rows` are the data rows, `kept` those TRL kept (it drops rows left without assistant tokens)."""
     last = history[-1] if history else {}
     metrics = {
-        "train_loss": last.get("loss", float("nan")),
-        # over all logged steps, also those before a resume (the Trainer's own mean covers this process)
-        "train_loss_mean": sum(r["loss"] for r in history) / len(history) if history else float("nan"),
+        "train_loss": float(train_output_metrics.get("train_loss", float("nan"))),
+        "final_loss": last.get("loss", float("nan")),
         "train_runtime_s": round(float(train_output_metrics.get("train_runtime", 0.0)), 3),
         "train_samples": kept,
         "train_rows_dropped": rows - kept,
         "train_steps": global_step,
     }
-    for key in ("num_tokens", "mean_token_accuracy"):
-        if key in last:
-            metrics[key] = last[key]
+    if "num_tokens" in last:
+        metrics["train_tokens"] = last["num_tokens"]
+    if "mean_token_accuracy" in last:
+        metrics["final_token_accuracy"] = last["mean_token_accuracy"]
     return metrics
