@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run, free_port
+from tests.conftest import MINIATURE_JOBS, ROOT, copy_workflow, dry_run, free_port
 
 pytestmark = pytest.mark.integration
 
 JOBS = MINIATURE_JOBS
+N_EVAL = yaml.safe_load((ROOT / "config/config.yaml").read_text())["data"]["miniature"]["n_eval"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_report_has_every_row_with_scores_in_range(run):
     rows = {(r["wildcards"]["variant"], r["wildcards"]["mode"]): r for r in results}
     assert set(rows) == {(v, m) for v in ("sft", "aft_off", "aft_on") for m in ("direct", "agg")}
     for r in results:
-        assert r["n"] == 300
+        assert r["n"] == N_EVAL
         assert 0.0 <= r["scores"]["accuracy"] <= 100.0
         assert r["well_formed"] > 50.0  # the fine-tuned models answer in the canonical form
     table = (run / "reports/results.md").read_text()
@@ -53,7 +54,7 @@ def test_report_has_every_row_with_scores_in_range(run):
     ):
         assert f"| mini | {label} |" in table
     assert (run / "reports/results.png").stat().st_size > 10_000
-    # the paper's five claims, each with its paired interval over the 300 questions and a verdict
+    # the paper's five claims, each with its paired interval over all the questions and a verdict
     claims = [line for line in table.splitlines() if line.startswith("| mini | exact_match (EM acc. %) |")]
     assert len(claims) == 5
     for line in claims:
@@ -62,7 +63,7 @@ def test_report_has_every_row_with_scores_in_range(run):
             float(x) for x in cells[3].replace("[", " ").replace("]", " ").replace(",", " ").split()
         )
         assert lo <= diff <= hi and cells[5] in ("reproduced", "contradicted", "inconclusive")
-        assert cells[6] == "300"
+        assert cells[6] == str(N_EVAL)
     metrics = json.loads((run / "results/make_report/metrics.json").read_text())["metrics"]
     assert sum(metrics[f"claims_{v}"] for v in ("reproduced", "contradicted", "inconclusive")) == 5
 
@@ -101,9 +102,10 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_job(run):
     assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
     assert children.groupby("tags.rule").size().to_dict() == JOBS
     assert set(children["status"]) == {"FINISHED"} and set(children["tags.aft.attempts"]) == {"1"}
-    # each job's run opens when the job starts: it lasts at least as long as the job's own work
+    # each job's run opens when the job starts (after its imports and config check, a few seconds) and
+    # closes when it ends: it lasts as long as the job's work (a 2-minute training job is not 0.6 s)
     lasted = (children["end_time"] - children["start_time"]).dt.total_seconds()
-    assert (lasted >= children["metrics.wall_time_s"] - 0.5).all()
+    assert (lasted >= children["metrics.wall_time_s"] - 5).all()
     judge = children[children["tags.rule"] == "judge_answers"].iloc[0]
     assert 0 <= judge["metrics.accuracy"] <= 100
     assert judge["tags.git_sha"] and judge["tags.config_hash.judge"]

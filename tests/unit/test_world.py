@@ -51,6 +51,12 @@ def test_splits_are_disjoint_and_deterministic():
     assert not queries["train"] & queries["pretrain"]
 
 
+def test_sizing_the_evaluation_set_changes_nothing_the_models_learn_from():
+    small, large = world.split_tasks(MW, 0), world.split_tasks(MW.model_copy(update={"n_eval": 200}), 0)
+    assert small["train"] == large["train"] and small["pretrain"] == large["pretrain"]
+    assert large["eval"][:50] == small["eval"] and len(large["eval"]) == 200
+
+
 def test_corpus_has_the_configured_share_of_wrong_answers():
     tasks = world.split_tasks(MW, 0)["pretrain"]
     blocks = world.corpus_text(MW, tasks, 1).strip().split("\n\n")

@@ -117,12 +117,15 @@ def wrong_answer(task: Task, rng: random.Random) -> str:
 
 
 def split_tasks(world: MiniatureWorld, seed: int) -> dict[str, list[Task]]:
-    """Pretraining, training and evaluation tasks, with no query shared between splits."""
-    rng = random.Random(seed)
+    """Training, pretraining and evaluation tasks, with no query shared between splits.
+
+    Each split draws from its own random stream, and the evaluation set comes last, from queries in
+    neither other split: sizing the evaluation set (`n_eval`) changes the evaluation set only, never
+    what the models are trained on."""
     seen: set[str] = set()
     out: dict[str, list[Task]] = {}
-    # eval and train first, so the (larger) corpus is the split that gives up duplicates
-    for split, n in (("eval", world.n_eval), ("train", world.n_train), ("pretrain", world.n_pretrain)):
+    for split, n in (("train", world.n_train), ("pretrain", world.n_pretrain), ("eval", world.n_eval)):
+        rng = random.Random(f"{seed}:{split}")  # a str seed is hashed with SHA-512: the same everywhere
         tasks: list[Task] = []
         tries = 0
         while len(tasks) < n:
