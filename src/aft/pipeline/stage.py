@@ -102,7 +102,7 @@ def job_tags(args: argparse.Namespace, cfg: dict[str, BaseModel]) -> dict[str, s
 def finish(
     stage: str,
     args: argparse.Namespace,
-    cfg: dict[str, BaseModel],
+    tags: dict[str, str],
     metrics: dict,
     artifacts: list[Path],
     started: float,
@@ -112,16 +112,15 @@ def finish(
     """Write metrics.json (metrics + provenance) and log the job into its open MLflow run.
 
     `record` holds facts that are strings, not numbers (e.g. a checksum): written to metrics.json and
-    logged as MLflow tags."""
-    tags = job_tags(args, cfg)
+    logged as MLflow tags. `tags` are the job's (job_tags), which its run got when it opened."""
     metrics = {**metrics, "wall_time_s": round(time.time() - started, 3)}
     provenance_ = {k: v for k, v in tags.items() if not k.startswith("wildcard.")}
     out = {"stage": stage, "metrics": metrics, "provenance": provenance_}
     if record:
         out["record"] = record
     write_json(args.metrics, out)
-    tags |= {f"record.{k}": str(v) for k, v in (record or {}).items()}
-    log_outcome(stage, metrics, tags, [*artifacts, args.metrics], history)
+    recorded = {f"record.{k}": str(v) for k, v in (record or {}).items()}
+    log_outcome(stage, metrics, tags | recorded, [*artifacts, args.metrics], history)
     log.info("%s done in %.1fs: %s", stage, metrics["wall_time_s"], json.dumps(metrics)[:500])
 
 
@@ -173,13 +172,14 @@ def run_stage(
     arguments(p)
     args = p.parse_args(argv)
     cfg = sections(args.config, **models)
+    tags = job_tags(args, cfg)  # provenance once: metrics.json and the MLflow run share it
     # rank 0 of a multi-process job (or the only process) records; the job's run opens now, so MLflow
     # shows it RUNNING while it works and a failure leaves a FAILED run with the error
     if os.environ.get("RANK", "0") == "0":
         part = getattr(args, "part", None)
         job = "|".join(x for x in (stage, args.wildcards, part) if x)
         params = {k: json.loads(section_json(v)) for k, v in cfg.items()}
-        start_job_run(stage, job, params, job_tags(args, cfg))
+        start_job_run(stage, job, params, tags)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
@@ -191,7 +191,7 @@ def run_stage(
             finish(
                 outcome.stage or stage,
                 args,
-                cfg,
+                tags,
                 outcome.metrics,
                 outcome.artifacts,
                 started,
