@@ -1,6 +1,6 @@
 """Test helpers for the judges: a scripted fake chat-completions server (for fault tests only: 500s,
-429s, garbage, timeouts; the real judge tests use a vLLM server) and a synthetic df_gamed.csv in a
-Hugging Face cache, which alpaca-eval's length-controlled fit reads offline."""
+429s, garbage, timeouts, a key echoed back; the real judge tests use a vLLM server) and a synthetic
+df_gamed.csv, the data of alpaca-eval's length-controlled fit."""
 
 from __future__ import annotations
 

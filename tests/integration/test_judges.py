@@ -30,7 +30,7 @@ from aft.eval import alpaca_eval2, mt_bench
 from aft.pipeline.io import read_json, read_jsonl, write_jsonl
 from aft.pipeline.sources import read_records
 from tests.conftest import free_port, shared_file
-from tests.judge_fakes import write_synthetic_df_gamed
+from tests.judge_fakes import FakeJudgeServer, Reply, write_synthetic_df_gamed
 
 pytestmark = pytest.mark.integration
 
@@ -314,63 +314,37 @@ def test_the_canary_key_is_nowhere_in_outputs_logs_or_mlflow(server, work):
     assert CANARY not in runs.to_json()
 
 
-class EchoingProxy:
+class EchoingProxy(FakeJudgeServer):
     """In front of the vLLM server: forwards every request, and echoes the caller's key as a careless or
     hostile endpoint would. The first try of each request body gets a 500 whose body names the key; a
     200 reply carries it in its text and its system_fingerprint. The replies themselves are vLLM's."""
 
     def __init__(self, upstream: str) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        seen: set[bytes] = set()
+        seen: set[str] = set()
         self.errors = self.forwarded = 0
-        proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # quiet
-                pass
+        def script(k: int, body: dict, headers: dict) -> Reply:
+            key = headers.get("Authorization", "").removeprefix("Bearer ")
+            fingerprint = json.dumps(body, sort_keys=True)
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                self.errors += 1
+                error = {"error": {"message": f"upstream overloaded; request with key {key}"}}
+                return 500, json.dumps(error), {}, 0.0
+            req = urllib.request.Request(
+                upstream + "/chat/completions",
+                data=json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=60) as r:
+                reply = json.loads(r.read())
+            self.forwarded += 1
+            reply["system_fingerprint"] = key
+            for choice in reply.get("choices", []):
+                choice["message"]["content"] = (choice["message"].get("content") or "") + f" [{key}]"
+            return 200, json.dumps(reply), {}, 0.0
 
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                if body not in seen:
-                    seen.add(body)
-                    proxy.errors += 1
-                    self._send(500, {"error": {"message": f"upstream overloaded; request with key {key}"}})
-                    return
-                req = urllib.request.Request(
-                    upstream + self.path.removeprefix("/v1"),
-                    data=body,
-                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(req, timeout=60) as r:
-                    reply = json.loads(r.read())
-                proxy.forwarded += 1
-                reply["system_fingerprint"] = key
-                for choice in reply.get("choices", []):
-                    choice["message"]["content"] = (choice["message"].get("content") or "") + f" [{key}]"
-                self._send(200, reply)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> EchoingProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(script)
 
 
 def test_a_key_the_endpoint_echoes_reaches_no_file_through_snakemake(server, tmp_path):
@@ -384,7 +358,7 @@ def test_a_key_the_endpoint_echoes_reaches_no_file_through_snakemake(server, tmp
     target = "results/build_targets/off/targets.jsonl"
     with EchoingProxy(server["base_url"]) as proxy:
         endpoint = {
-            "base_url": proxy.url,
+            "base_url": proxy.base_url,
             "api_key_env": "AFT_CANARY_KEY",
             "concurrency": 4,
             "timeout_s": 60,
