@@ -46,4 +46,4 @@ report: setup
 	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores $(CORES) --report reports/report.html
 
 clean:
-	rm -rf results logs reports/results.* reports/report.html .snakemake
+	rm -rf results logs reports .snakemake

@@ -25,6 +25,9 @@ if not workflow.overwrite_configfiles:
 # `snakemake --lint` asks each rule for a conda environment or container. Not yet: every rule runs in
 # the one Python environment of requirements/cpu.txt (or the cluster recipe in docs/cluster.md), and
 # envs/*.yaml are not wired to rules. tests/unit/test_workflow_style.py allows that lint and no other.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/data.smk"

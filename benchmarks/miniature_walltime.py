@@ -2,8 +2,10 @@
 no-op rerun. Runs the real workflow in a fresh copy (the repository's results/ are not touched).
 
 Usage:
-    python benchmarks/miniature_walltime.py [--cores 2] [--keep DIR]
+    python benchmarks/miniature_walltime.py [--cores 2] [--keep DIR] [--overlay config/experiments/X.yaml]
 Prints a table of per-rule wall time (Snakemake's `benchmark:` files: summed over jobs) and totals.
+With --overlay, the overlay's experiment runs after the default one in the same folder (it reuses
+every job the two share) and its wall time and report are printed too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import yaml
 
 from aft.pipeline.config import JOB_RULES
 
@@ -48,6 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temp folder)")
+    p.add_argument("--overlay", type=Path, help="an experiment overlay to run after the default")
     args = p.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="aft-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -67,7 +72,14 @@ def main() -> None:
     print(f"{'sum of jobs':<27}{sum(v[1] for v in rules.values()):>10.1f}")
     print(f"total wall time (clean results/, --cores {args.cores}): {total:.1f} s")
     print(f"no-op rerun: {noop:.1f} s")
-    print((work / "reports/results.md").read_text())
+    print((work / "reports/miniature/results.md").read_text())
+    if args.overlay:
+        name = yaml.safe_load(args.overlay.read_text())["experiment"]
+        stacked = ["--configfile", "config/config.yaml", str(args.overlay.resolve())]
+        after = run(["snakemake", "--cores", str(args.cores), *stacked], work)
+        print(f"overlay {args.overlay} after the default (jobs it shares are reused): {after:.1f} s")
+        print(f"default + overlay from a clean results/: {total + after:.1f} s")
+        print((work / "reports" / name / "results.md").read_text())
     if not args.keep:
         shutil.rmtree(work)
 

@@ -34,6 +34,19 @@ MINIATURE_JOBS = {
 }
 
 
+def job_dir(rule: str, *configfiles: str | Path, root: Path = ROOT, **where: str) -> str:
+    """The keyed folder of the one job of `rule` matching `where` under the stacked config (files
+    relative to `root`, as Snakemake reads them from its working directory)."""
+    from contextlib import chdir
+
+    from aft.tools.paths import graph_of, job_dirs
+
+    with chdir(root):  # the config's own checks read its paths from the working directory, as Snakemake's
+        found = job_dirs(graph_of([str(f) for f in configfiles or ["config/config.yaml"]]), rule, where)
+    assert len(found) == 1, f"{rule} {where}: {found}"
+    return found[0]
+
+
 def shared_file(rel: str) -> Path:
     path = SHARED / rel
     if not path.is_file():

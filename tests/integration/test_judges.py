@@ -352,10 +352,9 @@ def test_a_key_the_endpoint_echoes_reaches_no_file_through_snakemake(server, tmp
     endpoint echoing the key in errors and in successful replies: the key is in no file of results/,
     logs/, .snakemake/, mlflow.db or mlruns. (Checked by mutation: with EndpointClient's redaction made
     a no-op, this test fails.)"""
-    from tests.conftest import copy_workflow
+    from tests.conftest import copy_workflow, job_dir
 
     wf = copy_workflow(tmp_path)
-    target = "results/build_targets/off/targets.jsonl"
     with EchoingProxy(server["base_url"]) as proxy:
         endpoint = {
             "base_url": proxy.base_url,
@@ -369,6 +368,8 @@ def test_a_key_the_endpoint_echoes_reaches_no_file_through_snakemake(server, tmp
         teacher = {"teacher": "model", "model": SERVED, "endpoint": endpoint, "max_new_tokens": 4}
         overlay = {"targets": teacher}
         (wf / "canary.yaml").write_text(json.dumps(overlay))
+        made = job_dir("build_targets", "config/config.yaml", "canary.yaml", root=wf, pset="off")
+        target = f"{made}/targets.jsonl"
         env = os.environ | {
             "AFT_CANARY_KEY": CANARY,
             "MLFLOW_TRACKING_URI": f"sqlite:///{wf}/mlflow.db",
@@ -392,5 +393,8 @@ def test_a_key_the_endpoint_echoes_reaches_no_file_through_snakemake(server, tmp
     assert len([f for f in files if f.name == "part.json" or f.suffix == ".log"]) >= 4
     leaked = [str(f.relative_to(wf)) for f in files if CANARY.encode() in f.read_bytes()]
     assert leaked == [] and CANARY not in proc.stdout + proc.stderr
-    job_log = (wf / "logs/build_targets_part/off/1-of-1.log").read_text()
+    part = job_dir(
+        "build_targets_part", "config/config.yaml", "canary.yaml", root=wf, pset="off", scatteritem="1-of-1"
+    )
+    job_log = (wf / f"logs/{part.removeprefix('results/')}.log").read_text()
     assert "500" in job_log and "<redacted>" in job_log  # the retried errors were logged, redacted

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import MINIATURE_JOBS, ROOT, copy_workflow, dry_run, free_port
+from tests.conftest import MINIATURE_JOBS, ROOT, copy_workflow, dry_run, free_port, job_dir
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,18 @@ def run(tmp_path_factory) -> Path:
     return wf
 
 
+REPORT = "reports/miniature"
+
+
+def folder(run: Path, rule: str, **where: str) -> Path:
+    """A job's keyed folder in the run (aft.pipeline.jobs)."""
+    return run / job_dir(rule, root=run, **where)
+
+
 def test_report_has_every_row_with_scores_in_range(run):
-    results = json.loads((run / "reports/results.json").read_text())
+    report = json.loads((run / REPORT / "results.json").read_text())
+    assert report["experiment"]["name"] == "miniature" and report["experiment"]["seeds"] == [0]
+    results = report["results"]
     assert len(results) == 6
     rows = {(r["wildcards"]["variant"], r["wildcards"]["mode"]): r for r in results}
     assert set(rows) == {(v, m) for v in ("sft", "aft_off", "aft_on") for m in ("direct", "agg")}
@@ -44,7 +54,7 @@ def test_report_has_every_row_with_scores_in_range(run):
         assert r["n"] == N_EVAL
         assert 0.0 <= r["scores"]["accuracy"] <= 100.0
         assert r["well_formed"] > 50.0  # the fine-tuned models answer in the canonical form
-    table = (run / "reports/results.md").read_text()
+    table = (run / REPORT / "results.md").read_text()
     for label in (
         "SFT",
         "AFT-off-policy",
@@ -52,8 +62,10 @@ def test_report_has_every_row_with_scores_in_range(run):
         "AFT-on-policy",
         "AFT-on-policy w/ Agg.",
     ):
-        assert f"| mini | {label} |" in table
-    assert (run / "reports/results.png").stat().st_size > 10_000
+        assert f"| mini | {label} | " in table
+    assert (run / REPORT / "results.png").stat().st_size > 10_000
+    assert (run / REPORT / "loss_curves.png").stat().st_size > 10_000
+    assert "<table>" in (run / REPORT / "results.html").read_text()
     # the paper's five claims, each with its paired interval over all the questions and a verdict
     claims = [line for line in table.splitlines() if line.startswith("| mini | exact_match (EM acc. %) |")]
     assert len(claims) == 5
@@ -63,31 +75,43 @@ def test_report_has_every_row_with_scores_in_range(run):
             float(x) for x in cells[3].replace("[", " ").replace("]", " ").replace(",", " ").split()
         )
         assert lo <= diff <= hi and cells[5] in ("reproduced", "contradicted", "inconclusive")
-        assert cells[6] == str(N_EVAL)
-    metrics = json.loads((run / "results/make_report/metrics.json").read_text())["metrics"]
+        assert cells[6] == "1" and cells[7] == str(N_EVAL)  # one seed, every question
+    metrics = json.loads((run / "results/make_report/miniature/metrics.json").read_text())["metrics"]
     assert sum(metrics[f"claims_{v}"] for v in ("reproduced", "contradicted", "inconclusive")) == 5
+    # the evidence beside the scores: every score's interval, categories, samples, costs, provenance
+    assert "| mini | SFT | " in table and " [" in table.split("| mini | SFT | ")[1].split("\n")[0]
+    for section in ("## Per category", "## Samples: AFT-off-policy w/ Agg.", "## Costs", "## Provenance"):
+        assert section in table
+    costs = table.split("## Costs")[1]
+    assert "| train_model | 3 |" in costs and "| generate_answers | 6 |" in costs
+    assert "| config hash | `" in table and "| commit | `" in table
 
 
 def test_agg_answers_carry_every_layer(run):
-    row = json.loads((run / "results/generate_answers/mini/aft_off/agg/exact_match.jsonl").open().readline())
+    answers = folder(run, "generate_answers", variant="aft_off", mode="agg") / "answers.jsonl"
+    row = json.loads(answers.open().readline())
     layers = row["trace"][0]
     assert [len(x) for x in layers] == [5, 5, 1]  # n=5, num_aggregation=2: 5 + 5 + 1
     assert row["outputs"] == [layers[-1][0]]
 
 
 def test_on_policy_proposals_are_a_mix_of_right_and_wrong(run):
-    m = json.loads((run / "results/build_proposals_on/mini/metrics.json").read_text())["metrics"]
+    m = json.loads((folder(run, "build_proposals_on") / "metrics.json").read_text())["metrics"]
     assert 0.1 < m["proposal_accuracy"] < 0.9
     assert m["queries_out"] > 0.9 * 1500
 
 
 def test_training_used_assistant_only_loss_data(run):
     for variant, kinds in (("sft", {"direct"}), ("aft_off", {"direct", "aggregation"})):
-        rows = [json.loads(x) for x in (run / f"results/build_dataset/mini/{variant}/train.jsonl").open()]
+        rows = [json.loads(x) for x in (folder(run, "build_dataset", variant=variant) / "train.jsonl").open()]
         assert {r["kind"] for r in rows} == kinds
-        m = json.loads((run / f"results/train_model/mini/{variant}/metrics.json").read_text())["metrics"]
-        assert 0.0 < m["train_loss"] < 5.0
-    assert (run / "results/train_model/mini/aft_off/model/chat_template.jinja").is_file()
+        trained = json.loads((folder(run, "train_model", variant=variant) / "metrics.json").read_text())
+        assert 0.0 < trained["metrics"]["train_loss"] < 5.0
+        # the loss curve the report draws, and the fingerprint of the model folder
+        assert len(trained["history"]) >= 10 and "loss" in trained["history"][-1]
+        (model,) = [files for path, files in trained["outputs"].items() if path.endswith("/model")]
+        assert len(model["model.safetensors"]) == 64
+    assert (folder(run, "train_model", variant="aft_off") / "model/chat_template.jinja").is_file()
 
 
 def test_mlflow_has_one_parent_and_a_nested_run_per_job(run):
@@ -115,18 +139,29 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_job(run):
     assert len(train["tags.artifact.model.sha256"]) == 64  # model folder logged as path + checksum
     client = mlflow.MlflowClient()
     files = {a.path for a in client.list_artifacts(judge["run_id"])}
-    assert {"exact_match.json", "exact_match.metrics.json"} <= files
+    assert {"result.json", "judgments.jsonl", "metrics.json"} <= files
     # training streamed its steps into the job's run (the Trainer's MLflow integration)
     losses = client.get_metric_history(train["run_id"], "loss")
     assert len(losses) == train["metrics.train_steps"] and losses[0].step == 1
     # the parent run carries the report and its numbers
     parent = parents.iloc[0]
-    report = json.loads((run / "reports/results.json").read_text())
+    report = json.loads((run / REPORT / "results.json").read_text())["results"]
     row = next(r for r in report if (r["wildcards"]["variant"], r["wildcards"]["mode"]) == ("aft_off", "agg"))
     assert parent["metrics.mini.aft_off.agg.exact_match.accuracy"] == row["scores"]["accuracy"]
     assert parent["metrics.claims_inconclusive"] >= 0
     shown = {a.path for a in client.list_artifacts(parent["run_id"], "report")}
-    assert shown == {"report/results.md", "report/results.png", "report/results.json"}
+    assert shown == {
+        f"report/{name}"
+        for name in (
+            "results.md",
+            "results.html",
+            "results.png",
+            "loss_curves.png",
+            "results.json",
+            "artifacts.json",
+        )
+    }
+    assert parent["tags.experiment"] == "miniature" and parent["tags.mlflow.runName"] == "workflow miniature"
 
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it)
@@ -183,7 +218,8 @@ def test_snakemake_report_includes_table_and_plot(run):
         ["snakemake", "--cores", "2", "--report", "report.html"], cwd=run, check=True, capture_output=True
     )
     html = (run / "report.html").read_text(errors="ignore")
-    assert "results.md" in html and "results.png" in html
+    assert "results.html" in html and "results.png" in html and "loss_curves.png" in html
+    assert "Branches of the graph" in html  # the workflow description
 
 
 def test_noop_rerun_runs_nothing(run):
@@ -229,3 +265,57 @@ RERUNS = [
 @pytest.mark.parametrize(("case", "patch", "expected"), RERUNS, ids=[r[0] for r in RERUNS])
 def test_config_edit_reruns_exactly_what_it_touches(run, case, patch, expected):
     assert dry_run(run, *_patched(run, case, patch)) == expected
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_experiments_coexist_and_share_what_they_have_in_common(run):
+    """The default run, then an overlay that changes inference only, then the default again: the
+    overlay trains nothing and writes its own report, and going back is a no-op."""
+    overlay = {"experiment": "three_proposals", "description": "n = 3", "inference": {"n": 3}}
+    args = _patched(run, "three_proposals", overlay)
+    assert dry_run(run, *args) == {"generate_answers": 6, "judge_answers": 6, "make_report": 1, "all": 1}
+    default_report = _sha(run / REPORT / "results.md")
+    proc = subprocess.run(["snakemake", "--cores", "2", *args], cwd=run, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rule train_model" not in proc.stderr + proc.stdout
+    assert "n = 3" in (run / "reports/three_proposals/results.md").read_text()
+    assert _sha(run / REPORT / "results.md") == default_report  # the default's report is untouched
+    assert dry_run(run) == {}  # back to the default: every artifact is still where it was
+    # the two experiments side by side: they part at inference, and each has its claims
+    out = subprocess.run(
+        ["python", "-m", "aft.tools.compare", f"{REPORT}", "reports/three_proposals", "--out", "cmp.md"],
+        cwd=run,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "First difference along the DAG: generate_answers[" in out.stdout
+    assert "config sections inference differ" in out.stdout
+    assert out.stdout.count("| mini | exact_match | AFT-off-policy > SFT |") == 1
+    assert (run / "cmp.md").read_text() == out.stdout
+
+
+def test_compare_names_the_first_job_two_runs_of_one_config_disagree_on(run, tmp_path):
+    """Two working trees of one config, one of whose base models was built with other CPU kernels
+    (torch's ATEN_CPU_CAPABILITY): the comparison names build_base, where their bytes part."""
+    import shutil
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    other = "avx2" if "avx512f" in flags else "default"  # kernels this CPU would not pick itself
+    copy = tmp_path / "other"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("mlflow.db", ".snakemake"), symlinks=True)
+    env = os.environ | {"ATEN_CPU_CAPABILITY": other, "MLFLOW_TRACKING_URI": f"sqlite:///{copy}/mlflow.db"}
+    cmd = ["snakemake", "--cores", "2", "--forcerun", "build_base", "--until", "build_base"]
+    proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = subprocess.run(
+        ["python", "-m", "aft.tools.compare", str(run), str(copy)], capture_output=True, text=True, cwd=run
+    )
+    assert out.returncode == 1, out.stderr
+    assert "First difference along the DAG: build_base[base=mini]: bytes: same job (key" in out.stdout
+    assert "model/model.safetensors" in out.stdout

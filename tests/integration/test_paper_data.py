@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, SHARED, copy_workflow, dry_run, tiny_pretrain
+from tests.conftest import ROOT, SHARED, copy_workflow, dry_run, job_dir, tiny_pretrain
 
 pytestmark = pytest.mark.integration
 
@@ -165,11 +165,19 @@ def overlay(paper: dict, uf: Path, model: Path, copies: dict[str, str]) -> dict:
     }
 
 
-def targets_of_run() -> list[str]:
+CONFIG = ("config/paper.yaml", "test_overlay.yaml")
+
+
+def folder(wf: Path, rule: str, **where: str) -> str:
+    """A job's keyed folder under the test's config (aft.pipeline.jobs), relative to the workflow."""
+    return job_dir(rule, *CONFIG, root=wf, **where)
+
+
+def targets_of_run(wf: Path) -> list[str]:
     """The training sets, the benchmarks, and every benchmark/judge/template source file."""
     paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
-    out = [f"results/build_dataset/{b}/{v}/train.jsonl" for b in BASES for v in VARIANTS]
-    out += ["results/prepare_bench/alpaca_eval2.jsonl", "results/prepare_bench/mt_bench.jsonl"]
+    out = [f"{folder(wf, 'build_dataset', base=b, variant=v)}/train.jsonl" for b in BASES for v in VARIANTS]
+    out += [f"{folder(wf, 'prepare_bench', bench=b)}/bench.jsonl" for b in ("alpaca_eval2", "mt_bench")]
     return out + [
         f"results/download_source/{name}/{f['name']}"
         for name in SHARED_COPIES
@@ -200,7 +208,7 @@ def run(tmp_path_factory) -> dict:
     config = ["--configfile", "config/paper.yaml", "test_overlay.yaml"]
     started = time.time()
     proc = subprocess.run(
-        ["snakemake", "--cores", "2", *targets_of_run(), *config],
+        ["snakemake", "--cores", "2", *targets_of_run(wf), *config],
         cwd=wf,
         env=env,
         capture_output=True,
@@ -224,7 +232,7 @@ def metrics(run: dict, rel: str) -> dict:
 # ----------------------------------------------------------------------------------------- the checks
 def test_the_run_fits_in_minutes_and_a_rerun_has_nothing_to_do(run):
     assert run["wall_s"] < 900
-    assert dry_run(run["wf"], *targets_of_run(), *run["config"]) == {}
+    assert dry_run(run["wf"], *targets_of_run(run["wf"]), *run["config"]) == {}
 
 
 def test_sources_are_the_shared_copies_with_their_checksums_recorded(run):
@@ -241,10 +249,11 @@ def test_sources_are_the_shared_copies_with_their_checksums_recorded(run):
 
 
 def test_benchmarks_are_the_real_files(run):
-    ae = rows(run["wf"] / "results/prepare_bench/alpaca_eval2.jsonl")
+    wf = run["wf"]
+    ae = rows(wf / folder(wf, "prepare_bench", bench="alpaca_eval2") / "bench.jsonl")
     first = json.loads((SHARED / "data/alpaca_eval/instructions.jsonl").open().readline())
     assert len(ae) == 805 and ae[0]["id"] == "ae000" and ae[0]["turns"] == [first["query"][0]["content"]]
-    mt = rows(run["wf"] / "results/prepare_bench/mt_bench.jsonl")
+    mt = rows(wf / folder(wf, "prepare_bench", bench="mt_bench") / "bench.jsonl")
     assert len(mt) == 80 and [r["id"] for r in mt] == [str(i) for i in range(81, 161)]
     assert all(len(r["turns"]) == 2 for r in mt)
 
@@ -252,13 +261,14 @@ def test_benchmarks_are_the_real_files(run):
 def test_ultrafeedback_is_normalised_with_every_drop_counted(run):
     from aft.method.proposals import query_id, shuffled
 
-    m = metrics(run, "results/build_proposals_off/metrics.json")
+    off = folder(run["wf"], "build_proposals_off")
+    m = metrics(run, f"{off}/metrics.json")
     assert m["rows_in"] == N_NORMAL + 4 and m["rows_out"] == N_NORMAL
     assert m["dropped_duplicate_query"] == 1 and m["dropped_empty_query"] == 1
     assert m["dropped_too_few_completions"] == 2  # the empty and the duplicate completion
     assert m["completions_dropped_empty"] == 1 and m["completions_dropped_duplicate"] == 1
     assert m["ratings_missing"] == 1
-    records = rows(run["wf"] / "results/build_proposals_off/proposals.jsonl")
+    records = rows(run["wf"] / off / "proposals.jsonl")
     source = ultrafeedback_rows()
     assert [r["messages"][0]["content"] for r in records] == [s["instruction"] for s in source[:N_NORMAL]]
     for r, s in zip(records, source):
@@ -268,7 +278,7 @@ def test_ultrafeedback_is_normalised_with_every_drop_counted(run):
         assert r["proposals"] == [k[0] for k in expected]
         assert r["proposal_models"] == [k[1] for k in expected]
         assert r["ratings"] == [None if k[2] == "N/A" else float(k[2]) for k in expected]
-    queries = rows(run["wf"] / "results/prepare_data/queries.jsonl")
+    queries = rows(run["wf"] / folder(run["wf"], "prepare_data") / "queries.jsonl")
     assert len(queries) == N_NORMAL + 2  # distinct non-empty instructions: the on-policy queries
 
 
@@ -277,8 +287,9 @@ def test_on_policy_proposals_are_k_clean_samples_per_query(run):
     n_queries = N_NORMAL + 2
     per_base = {}
     for base in BASES:
-        m = metrics(run, f"results/build_proposals_on/{base}/metrics.json")
-        records = rows(wf / f"results/build_proposals_on/{base}/proposals.jsonl")
+        on = folder(wf, "build_proposals_on", base=base)
+        m = metrics(run, f"{on}/metrics.json")
+        records = rows(wf / on / "proposals.jsonl")
         assert m["queries"] == n_queries and m["queries_out"] == len(records) > 0.8 * n_queries
         assert m["shards_total"] == m["shards_run"] == math.ceil(n_queries / ON_SHARD)
         assert m["samples_total"] >= 4 * n_queries and m["tokens_in"] > 0 and m["tokens_out"] > 0
@@ -286,7 +297,8 @@ def test_on_policy_proposals_are_k_clean_samples_per_query(run):
         for r in records:
             assert len(r["proposals"]) == 4 and r["proposal_models"] == ["base"] * 4
             assert all(p == p.strip() and p and not p.endswith("```") for p in r["proposals"])
-        assert not (wf / f"results/build_proposals_on_part/{base}/1-of-1/part.json.shards").exists()
+        part = folder(wf, "build_proposals_on_part", base=base, scatteritem="1-of-1")
+        assert not (wf / part / "part.json.shards").exists()
         per_base[base] = records
     # same stand-in model, per-query seeds: both bases sample exactly the same proposals, in the same order
     assert per_base["llama31-8b"] == per_base["mistral-7b"]
@@ -295,12 +307,13 @@ def test_on_policy_proposals_are_k_clean_samples_per_query(run):
 def test_teacher_targets_are_made_and_accounted(run):
     wf = run["wf"]
     for pset, proposals in (
-        ("off", "results/build_proposals_off/proposals.jsonl"),
-        ("on_llama31-8b", "results/build_proposals_on/llama31-8b/proposals.jsonl"),
+        ("off", folder(wf, "build_proposals_off")),
+        ("on_llama31-8b", folder(wf, "build_proposals_on", base="llama31-8b")),
     ):
-        m = metrics(run, f"results/build_targets/{pset}/metrics.json")
-        n = len(rows(wf / proposals))
-        targets = rows(wf / f"results/build_targets/{pset}/targets.jsonl")
+        made = folder(wf, "build_targets", pset=pset)
+        m = metrics(run, f"{made}/metrics.json")
+        n = len(rows(wf / proposals / "proposals.jsonl"))
+        targets = rows(wf / made / "targets.jsonl")
         assert m["records_in"] == n and m["targets_out"] == len(targets) == n - m["dropped"]
         assert m["requests"] == n - m.get("dropped_prompt_too_long", 0)
         assert m["tokens_in"] > 0 and m["tokens_out"] > 0
@@ -336,15 +349,17 @@ def test_training_sets_field_by_field(run, base):
     tok = family_tokenizer(run["model"], family)
     for variant in VARIANTS:
         pset = f"on_{base}" if variant == "aft_on" else "off"
-        proposals_file = (
-            f"results/build_proposals_on/{base}/proposals.jsonl"
+        proposals = (
+            folder(wf, "build_proposals_on", base=base)
             if pset != "off"
-            else "results/build_proposals_off/proposals.jsonl"
+            else folder(wf, "build_proposals_off")
         )
-        records = {r["id"]: r for r in rows(wf / proposals_file)}
-        targets = {t["id"]: t["target"] for t in rows(wf / f"results/build_targets/{pset}/targets.jsonl")}
-        examples = rows(wf / f"results/build_dataset/{base}/{variant}/train.jsonl")
-        m = metrics(run, f"results/build_dataset/{base}/{variant}/metrics.json")
+        records = {r["id"]: r for r in rows(wf / proposals / "proposals.jsonl")}
+        made = folder(wf, "build_targets", pset=pset)
+        targets = {t["id"]: t["target"] for t in rows(wf / made / "targets.jsonl")}
+        dataset = folder(wf, "build_dataset", base=base, variant=variant)
+        examples = rows(wf / dataset / "train.jsonl")
+        m = metrics(run, f"{dataset}/metrics.json")
         assert m["examples_out"] == len(examples) and len({e["id"] for e in examples}) == len(examples)
         kinds = {"direct"} if variant == "sft" else {"direct", "aggregation"}
         assert {e["kind"] for e in examples} == kinds
@@ -404,7 +419,7 @@ def test_moving_sources_to_a_mirror_reruns_nothing_and_a_checksum_change_does(ru
     moved["sources"]["mirror_dir"] = str(mirror)
     moved["sources"]["mt_bench_questions"]["files"][0]["local_path"] = None  # now read from the mirror
     (wf / "moved.yaml").write_text(yaml.safe_dump(moved))
-    assert dry_run(wf, *targets_of_run(), "--configfile", "config/paper.yaml", "moved.yaml") == {}
+    assert dry_run(wf, *targets_of_run(wf), "--configfile", "config/paper.yaml", "moved.yaml") == {}
 
     wrong = yaml.safe_load((wf / "moved.yaml").read_text())
     wrong["sources"]["mt_bench_questions"]["files"][0]["sha256"] = "0" * 64
@@ -432,8 +447,10 @@ def test_moving_sources_to_a_mirror_reruns_nothing_and_a_checksum_change_does(ru
 
 def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     wf, env = run["wf"], run["env"]
-    target = "results/build_proposals_on/mistral-7b/proposals.jsonl"
-    part = "results/build_proposals_on_part/mistral-7b/1-of-1/part.json"  # the sampling job's output
+    gathered = folder(wf, "build_proposals_on", base="mistral-7b")
+    sampled = folder(wf, "build_proposals_on_part", base="mistral-7b", scatteritem="1-of-1")
+    target = f"{gathered}/proposals.jsonl"
+    part = f"{sampled}/part.json"  # the sampling job's output
     reference = (wf / target).read_text()
     total = math.ceil((N_NORMAL + 2) / ON_SHARD)
     (wf / part).unlink()
@@ -463,12 +480,9 @@ def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     )
     subprocess.run(cmd, cwd=wf, env=env, check=True, capture_output=True, timeout=600)
     assert (wf / target).read_text() == reference  # nothing lost, nothing duplicated, same order
-    for done in (
-        "results/build_proposals_on_part/mistral-7b/1-of-1",
-        "results/build_proposals_on/mistral-7b",
-    ):
+    for done in (sampled, gathered):
         m = metrics(run, f"{done}/metrics.json")  # the part job's, and the gather's sum of the parts
         assert m["shards_reused"] == finished and m["shards_run"] == total - finished
     assert not work.exists()
-    log = (wf / "logs/build_proposals_on_part/mistral-7b/1-of-1.log").read_text()
+    log = (wf / f"logs/{sampled.removeprefix('results/')}.log").read_text()
     assert log.count("reused from an earlier run") == finished

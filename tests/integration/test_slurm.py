@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MINIATURE_JOBS, ROOT, copy_workflow, load_yaml
+from tests.conftest import MINIATURE_JOBS, ROOT, copy_workflow, job_dir, load_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -145,15 +145,15 @@ def quick(cluster, tmp_path_factory) -> dict:
 
 def test_report_like_the_local_run(quick):
     wf = quick["wf"]
-    results = json.loads((wf / "reports/results.json").read_text())
+    results = json.loads((wf / "reports/miniature_quick/results.json").read_text())["results"]
     rows = {(r["wildcards"]["variant"], r["wildcards"]["mode"]): r for r in results}
     assert set(rows) == {(v, m) for v in ("sft", "aft_off", "aft_on") for m in ("direct", "agg")}
     for r in results:
         assert r["n"] == 60  # the overlay's evaluation queries
         assert 0.0 <= r["scores"]["accuracy"] <= 100.0
-    table = (wf / "reports/results.md").read_text()
-    assert "| mini | AFT-on-policy w/ Agg. |" in table
-    assert (wf / "reports/results.png").stat().st_size > 10_000
+    table = (wf / "reports/miniature_quick/results.md").read_text()
+    assert "| mini | AFT-on-policy w/ Agg. | " in table
+    assert (wf / "reports/miniature_quick/results.png").stat().st_size > 10_000
 
 
 def test_every_job_ran_through_sbatch(quick):
@@ -192,13 +192,13 @@ def test_parallel_jobs_wrote_one_mlflow_store(quick):
 def test_training_on_two_nodes_asks_for_what_the_config_says(quick):
     wf = quick["wf"]
     (wf / "two_nodes.yaml").write_text(TWO_NODES)
-    target = "results/train_model/mini/sft/model"
-    proc = snakemake(wf, target, *QUICK, "two_nodes.yaml", "--verbose", timeout=1500)
+    folder = job_dir("train_model", *QUICK[1:], "two_nodes.yaml", root=wf, variant="sft")
+    proc = snakemake(wf, f"{folder}/model", *QUICK, "two_nodes.yaml", "--verbose", timeout=1500)
     if proc.returncode != 0:
         pytest.fail(f"two-node training failed under SLURM:\n{failure(wf, proc)}")
     out = proc.stdout + proc.stderr
 
-    # only training reran: the train section changed, its inputs did not
+    # only training ran (in a new keyed folder): the train section changed, its inputs did not
     submitted = [x for x in out.splitlines() if "sbatch call:" in x]
     assert len(submitted) == 1
     call = submitted[0]
@@ -220,6 +220,6 @@ def test_training_on_two_nodes_asks_for_what_the_config_says(quick):
     steps = [s for s in sacct("-j", job["JobID"]) if s["JobID"] == f"{job['JobID']}.0"]
     assert steps and (steps[0]["NNodes"], steps[0]["NTasks"]) == ("2", "2")  # the rule's srun step
 
-    m = json.loads((wf / "results/train_model/mini/sft/metrics.json").read_text())["metrics"]
+    m = json.loads((wf / folder / "metrics.json").read_text())["metrics"]
     assert m["train_world_size"] == 2  # one rank per node, one process group
     assert m["train_loss"] > 0

@@ -58,9 +58,9 @@ def test_each_claim_is_checked_where_both_rows_exist_with_the_papers_difference(
     up = {i: 100.0 for i in IDS}
     down = {i: 0.0 for i in IDS}
     scores = {
-        ("b", "x", "sft", "direct"): down,
-        ("b", "x", "aft_off", "direct"): up,
-        ("b", "x", "aft_off", "agg"): down,
+        ("b", "x", "sft", "direct"): {"0": down},
+        ("b", "x", "aft_off", "direct"): {"0": up},
+        ("b", "x", "aft_off", "agg"): {"0": down},
     }
     paper = {("b", "x"): {("sft", "direct"): 8.0, ("aft_off", "direct"): 20.3, ("aft_off", "agg"): 40.3}}
     rows = check_claims(scores, paper)
@@ -70,9 +70,38 @@ def test_each_claim_is_checked_where_both_rows_exist_with_the_papers_difference(
     ]
     table = claims.markdown(rows, {"x": "X %"})
     assert (
-        "| b | x (X %) | AFT-off-policy > SFT | +100.0 [+100.0, +100.0] | +12.3 | reproduced | 200 |" in table
+        "| b | x (X %) | AFT-off-policy > SFT | +100.0 [+100.0, +100.0] | +12.3 | reproduced | 1 | 200 |"
+        in table
     )
+    assert "Each seed alone" not in table  # one seed: no per-seed table
     assert len(CLAIMS) == 5
+
+
+def _mixed(k: int, wins: int) -> dict[str, float]:
+    """Seed k's row: 100 on the first `wins` of 200 questions."""
+    return {i: 100.0 if n < wins else 0.0 for n, i in enumerate(IDS)}
+
+
+def test_several_seeds_resample_seeds_and_questions_and_each_seed_is_shown():
+    # AFT beats SFT by 10, 30 and 50 points in three seeds: the mean is +30, and the seeds' spread widens
+    # the interval beyond any one seed's
+    sft = {str(s): _mixed(s, 50) for s in range(3)}
+    aft = {str(s): _mixed(s, 50 + w) for s, w in zip(range(3), (20, 60, 100), strict=True)}
+    scores = {("b", "x", "sft", "direct"): sft, ("b", "x", "aft_off", "direct"): aft}
+    (row,) = check_claims(scores)
+    assert row.interval.diff == pytest.approx(30.0) and row.interval.n == 200
+    assert sorted(row.per_seed) == ["0", "1", "2"]
+    assert [row.per_seed[s].diff for s in "012"] == pytest.approx([10.0, 30.0, 50.0])
+    widest_seed = max(row.per_seed[s].hi - row.per_seed[s].lo for s in "012")
+    assert row.interval.hi - row.interval.lo > widest_seed
+    assert row.interval.lo < 30.0 < row.interval.hi and row.verdict == "reproduced"
+    table = claims.markdown([row], {"x": "X %"})
+    assert "| 3 | 200 |" in table and "| b | x | AFT-off-policy > SFT | +10.0 [" in table
+
+
+def test_seeds_must_match_across_the_two_rows():
+    with pytest.raises(ValueError, match="share no seed"):
+        claims.claim_interval({"0": {"a": 1.0}}, {"1": {"a": 1.0}})
 
 
 def test_question_scores_of_each_benchmark():

@@ -2,7 +2,7 @@ import pytest
 
 from aft.eval import claims
 from aft.eval.registry import REGISTRY
-from aft.eval.report import claims_section, headline_metrics, markdown_table
+from aft.eval.report import claims_section, headline_metrics, markdown_table, question_scores_of
 from aft.miniature.exact_match import exact_match
 from aft.pipeline.config import load_config
 from aft.train.launch import train_launcher
@@ -103,7 +103,7 @@ def test_the_report_checks_the_claims_from_the_judgments():
     ]
     better = judged([True] * 70 + [False] * 30)  # right where SFT is wrong and the other way round
     js = [judged([False] * 70 + [True] * 30), better, better]
-    text, rows = claims_section(rs, js, {"m": None})
+    text, rows = claims_section(rs, question_scores_of(rs, js), {"m": None})
     assert [(r.claim.text, r.verdict) for r in rows] == [
         ("AFT-off-policy > SFT", "reproduced"),  # +40 points, standard error about 9
         ("AFT-off-policy w/ Agg. > AFT-off-policy", "inconclusive"),  # the same answers: exactly 0
@@ -111,6 +111,25 @@ def test_the_report_checks_the_claims_from_the_judgments():
     assert rows[0].interval.diff == 40.0 and rows[0].interval.lo > 20.0
     assert rows[1].interval == claims.Interval(0.0, 0.0, 0.0, 100)
     assert "| m | exact_match (EM acc. %) | AFT-off-policy > SFT | +40.0 [" in text
+
+
+def test_the_table_gives_each_score_its_interval_over_seeds_or_questions():
+    def judged(n_right: int) -> list[dict]:
+        return [{"id": f"q{i}", "correct": i < n_right} for i in range(100)]
+
+    one = [_result("m", "sft", "direct", "exact_match", accuracy=50.0)]
+    text = markdown_table(one, {"m": None}, False, question_scores_of(one, [judged(50)]))
+    # one seed: a bootstrap over the 100 questions of a 50% score (about +-10)
+    cell = text.split("| m | SFT | ")[1].split(" |")[0]
+    lo, hi = (float(x) for x in cell.removeprefix("50.0 [").removesuffix("]").split(", "))
+    assert 38.0 < lo < 42.5 and 57.5 < hi < 62.0
+    assert "one seed (0)" in text
+    three = [_result("m", "sft", "direct", "exact_match", accuracy=a) for a in (10.0, 12.0, 14.0)]
+    for seed, r in enumerate(three):
+        r["wildcards"]["seed"] = str(seed)
+    text = markdown_table(three, {"m": None}, False)
+    assert "| m | SFT | 12.0 [7.0, 17.0] |" in text and "mean over 3 seeds (0, 1, 2)" in text
+    assert headline_metrics(three) == {"m.sft.direct.exact_match.accuracy": 12.0}
 
 
 def test_train_launcher():

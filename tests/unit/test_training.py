@@ -58,8 +58,9 @@ DEEPSPEED = sorted((ROOT / "config" / "deepspeed").glob("*.json"))
 
 
 def train_cfg(**over) -> TrainConfig:
-    """The shipped `train` section with some keys replaced (tracks the schema as it changes)."""
-    return TrainConfig.model_validate(load_yaml("config/config.yaml")["train"] | over)
+    """The shipped `train` section as a job gets it (the workflow adds a replica's seed), with some keys
+    replaced (tracks the schema as it changes)."""
+    return TrainConfig.model_validate(load_yaml("config/config.yaml")["train"] | {"seed": 0} | over)
 
 
 def tiny_tokenizer():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run
+from tests.conftest import MINIATURE_JOBS, copy_workflow, dry_run, job_dir
 
 MINIATURE = MINIATURE_JOBS | {"all": 1}
 
@@ -34,10 +34,11 @@ def test_paper_dag_is_the_full_grid(tmp_path):
 def test_paper_training_is_launched_with_torchrun_and_zero3(tmp_path):
     import subprocess
 
+    model = job_dir("train_model", "config/paper.yaml", base="llama31-8b", variant="aft_on") + "/model"
     out = subprocess.run(
         [
             "snakemake",
-            "results/train_model/llama31-8b/aft_on/model",
+            model,
             "-n",
             "-p",
             "--configfile",
@@ -50,7 +51,8 @@ def test_paper_training_is_launched_with_torchrun_and_zero3(tmp_path):
     ).stdout
     assert "torchrun --standalone --nproc_per_node=8 -m aft.stages.train_model" in out
     assert "config/deepspeed/zero3.json" in out
-    assert "results/build_dataset/llama31-8b/aft_on/train.jsonl" in out
+    data = job_dir("build_dataset", "config/paper.yaml", base="llama31-8b", variant="aft_on")
+    assert f"--data {data}/train.jsonl" in out and "--config" in out and '"seed":42' in out
     assert "--base-model meta-llama/Llama-3.1-8B" in out
 
 
@@ -105,14 +107,10 @@ def test_a_local_checkpoint_is_a_dag_input_and_a_hub_id_is_not(tmp_path):
     )
     jobs = dry_run(wf, "--configfile", "config/config.yaml", "ck.yaml")
     assert jobs["train_model"] == 1  # only sft is trained
-    out = dry_run_text(
-        wf,
-        "--configfile",
-        "config/config.yaml",
-        "ck.yaml",
-        "--",
-        "results/generate_answers/mini/aft_off/direct/exact_match.jsonl",
+    answers = job_dir(
+        "generate_answers", "config/config.yaml", "ck.yaml", root=wf, variant="aft_off", mode="direct"
     )
+    out = dry_run_text(wf, "--configfile", "config/config.yaml", "ck.yaml", "--", f"{answers}/answers.jsonl")
     block = job_blocks(out, "generate_answers")[0]
     assert "input: " in block and "ck" in block.split("input: ", 1)[1].splitlines()[0]
     assert "--model ./ck" in block
@@ -180,8 +178,10 @@ def test_two_node_training_runs_one_torchrun_per_node_under_srun(tmp_path):
         "train:\n  num_gpus: 16\n  num_nodes: 2\n  per_device_batch_size: 2\n"
         "  global_batch_size: 128\nresources:\n  gpu_model: h100\n"
     )
-    target = "results/train_model/llama31-8b/sft/model"
-    out = dry_run_text(wf, target, "--configfile", "config/paper.yaml", "two_nodes.yaml")
+    target = job_dir(
+        "train_model", "config/paper.yaml", "two_nodes.yaml", root=wf, base="llama31-8b", variant="sft"
+    )
+    out = dry_run_text(wf, f"{target}/model", "--configfile", "config/paper.yaml", "two_nodes.yaml")
     train = job_resources(out, "train_model")
     assert (train["nodes"], train["tasks"], train["mpi"], train["gres"]) == ("2", "2", "srun", "gpu:h100:8")
     assert "gpu" not in train  # --gpus=16 would let SLURM spread them unevenly
@@ -210,28 +210,34 @@ def test_paper_targets_scatter_over_num_jobs_and_gather_in_one_job(tmp_path):
     """Snakemake's scattergather: each part job writes its declared part file in its own folder, the
     gather reads them all, on CPU; --set-scatter changes the number of parts."""
     wf = copy_workflow(tmp_path)
-    target = "results/build_targets/off/targets.jsonl"
+    target = job_dir("build_targets", "config/paper.yaml", pset="off") + "/targets.jsonl"
     out = dry_run_text(wf, target, "--configfile", "config/paper.yaml")
     items = [f"{i}-of-8" for i in range(1, 9)]
-    parts = [f"results/build_targets_part/off/{item}/part.json" for item in items]
+    parts = [
+        job_dir("build_targets_part", "config/paper.yaml", pset="off", scatteritem=item) + "/part.json"
+        for item in items
+    ]
     scatter = job_blocks(out, "build_targets_part")
     assert sorted(b.split("--part ")[1].split()[0] for b in scatter) == sorted(items)
     for block in scatter:  # each writes its own part file, nothing in another rule's folder
         item = block.split("--part ")[1].split()[0]
-        part = f"results/build_targets_part/off/{item}/part.json"
-        assert f"output: {part}, results/build_targets_part/off/{item}/metrics.json" in block
+        part = next(p for p in parts if f"/{item}/" in p)
+        assert f"output: {part}, {part.removesuffix('part.json')}metrics.json" in block
         assert f"--out {part}" in block and "results/build_targets/" not in block.split("output:")[1]
         assert block_resources(block)["gpu"] == "4"
     (gather,) = job_blocks(out, "build_targets")
     inputs = gather.split("input: ", 1)[1].splitlines()[0].split(", ")
     assert set(parts) <= set(inputs)  # the gather waits for every part
     assert "--parts " + " ".join(parts) in gather
-    assert "output: results/build_targets/off/targets.jsonl, results/build_targets/off/metrics.json" in gather
+    folder = target.removesuffix("targets.jsonl")
+    assert f"output: {folder}targets.jsonl, {folder}metrics.json" in gather
     assert "gpu" not in block_resources(gather)  # a plain CPU job
 
     # the number of parts from the command line, without touching the config
-    three = dry_run_text(wf, target, "--configfile", "config/paper.yaml", "--set-scatter", "build_targets=3")
-    assert sorted(b.split("--part ")[1].split()[0] for b in job_blocks(three, "build_targets_part")) == [
+    # (a gather of 3 parts is another job than a gather of 8: its key, so its folder, differs)
+    three = dry_run_text(wf, "--configfile", "config/paper.yaml", "--set-scatter", "build_targets=3")
+    three_off = [b for b in job_blocks(three, "build_targets_part") if "/off/" in b]
+    assert sorted(b.split("--part ")[1].split()[0] for b in three_off) == [
         "1-of-3",
         "2-of-3",
         "3-of-3",
@@ -253,7 +259,7 @@ def test_a_site_profile_overrides_what_the_config_sizes(tmp_path):
         "train_model:mem_mb=123000",
         "train_model:runtime=99",
         "--",
-        "results/train_model/llama31-8b/sft/model",
+        job_dir("train_model", "config/paper.yaml", base="llama31-8b", variant="sft") + "/model",
     )
     train = job_resources(out, "train_model")
     assert (train["mem_mb"], train["runtime"], train["gpu"]) == ("123000", "99", "8")  # GPUs: the config's

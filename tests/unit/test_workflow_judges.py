@@ -36,13 +36,29 @@ def planned(cwd, *args: str) -> dict[str, tuple[str, str]]:
     return jobs
 
 
+KEY = re.compile(r"/[0-9a-f]{10}/")
+
+
+def by_job(jobs: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """The plan by job (output path with its key left out) -> (rule, command with keys)."""
+    return {KEY.sub("/<key>/", path): job for path, job in jobs.items()}
+
+
 def changed_rules(before: dict, after: dict) -> dict[str, int]:
-    """Jobs whose command (config sections included) differs: what the params trigger reruns."""
+    """Jobs whose command (config sections and keyed paths included) differs: the jobs a config edit
+    makes anew (in new keyed folders) or reruns."""
+    before, after = by_job(before), by_job(after)
     out: dict[str, int] = {}
-    for key, (rule, cmd) in before.items():
-        if after[key][1] != cmd:
+    for job, (rule, cmd) in before.items():
+        if after[job][1] != cmd:
             out[rule] = out.get(rule, 0) + 1
     return out
+
+
+def one(jobs: dict[str, tuple[str, str]], pattern: str) -> str:
+    """The command of the one planned job whose first output matches `pattern` (keys as <key>)."""
+    (cmd,) = [cmd for path, (_, cmd) in by_job(jobs).items() if re.fullmatch(pattern, path)]
+    return cmd
 
 
 def test_editing_the_judge_section_changes_only_the_judge_jobs(tmp_path):
@@ -60,20 +76,23 @@ def test_editing_the_judge_section_changes_only_the_judge_jobs(tmp_path):
         )
     )
     after = planned(wf, *PAPER, "judge_edit.yaml")
-    assert set(after) == set(before)
-    assert changed_rules(before, after) == {"judge_answers": 24}
+    assert set(by_job(after)) == set(by_job(before))
+    # the judge jobs are made anew (new keys) and the report reads them; nothing else changes
+    assert changed_rules(before, after) == {"judge_answers": 24, "make_report": 1}
 
 
 def test_judge_jobs_read_the_reference_and_prompt_files_from_sources(tmp_path):
     jobs = planned(copy_workflow(tmp_path), *PAPER)
-    ae = jobs["results/judge_answers/llama31-8b/aft_on/agg/alpaca_eval2.json"][1]
-    mt = jobs["results/judge_answers/mistral-7b/sft/direct/mt_bench.json"][1]
+    ae = one(jobs, r"results/judge_answers/llama31-8b/aft_on/seed42/agg/alpaca_eval2/<key>/result.json")
+    mt = one(jobs, r"results/judge_answers/mistral-7b/sft/seed42/direct/mt_bench/<key>/result.json")
     assert "--reference results/download_source/alpaca_eval_reference/gpt4_1106_preview_outputs.json" in ae
-    assert "--judgments results/judge_answers/llama31-8b/aft_on/agg/alpaca_eval2.judgments.jsonl" in ae
+    judgments = r"--judgments results/judge_answers/llama31-8b/aft_on/seed42/agg/alpaca_eval2/\w{10}/"
+    assert re.search(judgments, ae)
     assert "--reference results/download_source/mt_bench_reference_answers/reference_answer_gpt-4.jsonl" in mt
     assert "--judge-prompts results/download_source/mt_bench_judge_prompts/judge_prompts.jsonl" in mt
-    gen = jobs["results/generate_answers/mistral-7b/sft/direct/mt_bench.jsonl"][1]
-    assert "--model results/train_model/mistral-7b/sft/model" in gen and "--bench-name mt_bench" in gen
+    gen = one(jobs, r"results/generate_answers/mistral-7b/sft/seed42/direct/mt_bench/<key>/answers.jsonl")
+    assert re.search(r"--model results/train_model/mistral-7b/sft/seed42/[0-9a-f]{10}/model ", gen)
+    assert "--bench-name mt_bench" in gen
 
 
 def test_released_checkpoints_overlay_trains_nothing_and_uses_the_official_template(tmp_path):
@@ -88,6 +107,6 @@ def test_released_checkpoints_overlay_trains_nothing_and_uses_the_official_templ
         "make_report": 1,
     }
     assert "results/download_source/aggregation_template/aggregation_template.txt" in jobs
-    gen = jobs["results/generate_answers/llama31-8b/aft_off/agg/mt_bench.jsonl"][1]
+    gen = one(jobs, r"results/generate_answers/llama31-8b/aft_off/seed42/agg/mt_bench/<key>/answers.jsonl")
     assert "--model linzw/Llama-AFT-Off-Policy" in gen
     assert '"template_file":"results/download_source/aggregation_template/aggregation_template.txt"' in gen

@@ -7,6 +7,8 @@ import shlex
 from snakemake.utils import validate
 
 from aft.eval.registry import REGISTRY
+from aft.pipeline.artifacts import KEY_PATTERN
+from aft.pipeline.jobs import JobGraph, pset_of, settings_json
 from aft.pipeline.cluster import job_resources, site_problems, slurm_accounts
 from aft.pipeline.config import config_hash, load_config
 from aft.train.launch import train_launcher
@@ -22,6 +24,7 @@ validate(config, "../schemas/config.schema.json", set_default=False)
 
 BASES = sorted(CFG.bases)
 GRID = CFG.grid
+EXPERIMENT = CFG.experiment
 
 
 wildcard_constraints:
@@ -31,15 +34,14 @@ wildcard_constraints:
     bench="|".join(REGISTRY),
     pset="off|" + "|".join(f"on_{b}" for b in BASES),
     scatteritem=r"\d+-of-\d+",
+    seed=r"\d+",
+    key=KEY_PATTERN,
+    experiment=EXPERIMENT,
 
 
 def section(**parts):
     """Params holding only the config sections a stage reads: a change elsewhere reruns nothing."""
-    return json.dumps(
-        {k: v.model_dump(mode="json") for k, v in parts.items()},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    return settings_json(**parts)
 
 
 def wildcard_tags(wildcards):
@@ -49,7 +51,9 @@ def wildcard_tags(wildcards):
 def base_model(base):
     """A built base's folder (a DAG input) or a hub id/path (not an input)."""
     b = CFG.bases[base]
-    return f"results/build_base/{base}/model" if b.source == "build" else b.model
+    return (
+        f"{job_dir('build_base', base=base)}/model" if b.source == "build" else b.model
+    )
 
 
 def gpus(engine):
@@ -68,21 +72,28 @@ scattergather:
 
 def target_parts(wildcards):
     """The part files build_targets gathers: teacher=model only (oracle and best_rated have none)."""
-    if CFG.targets.teacher != "model":
-        return []
-    return gather.build_targets(
-        f"results/build_targets_part/{wildcards.pset}/{{scatteritem}}/part.json"
-    )
+    return [
+        f"{job_dir('build_targets_part', pset=wildcards.pset, scatteritem=item)}/part.json"
+        for item in GRAPH.target_part_items()
+    ]
 
 
-def threads_of(rule):
+def proposal_parts(wildcards):
+    """The part files build_proposals_on gathers."""
+    return [
+        f"{job_dir('build_proposals_on_part', base=wildcards.base, scatteritem=item)}/part.json"
+        for item in GRAPH.scatter_items("build_proposals_on")
+    ]
+
+
+def threads_of(rule_name):
     """CPU cores a job of `rule` uses (config resources.rules; Snakemake caps it at --cores locally)."""
-    return CFG.resources.rules[rule].cpus
+    return CFG.resources.rules[rule_name].cpus
 
 
-def resources_of(rule, gpus=0, nodes=1):
+def resources_of(rule_name, gpus=0, nodes=1):
     """What a job of `rule` asks the cluster for: config resources.rules + its GPUs (slurm/ profile)."""
-    return job_resources(CFG.resources, rule, gpus, nodes)
+    return job_resources(CFG.resources, rule_name, gpus, nodes)
 
 
 def check_cluster_site():
@@ -113,29 +124,13 @@ def base_model_input(wildcards):
 
 
 def proposals_file(pset):
-    if pset == "off":
-        return "results/build_proposals_off/proposals.jsonl"
-    return f"results/build_proposals_on/{pset.removeprefix('on_')}/proposals.jsonl"
-
-
-def pset_of(variant, base):
-    """The proposal set a training variant learns from (SFT uses the off-policy queries and targets)."""
-    return f"on_{base}" if variant == "aft_on" else "off"
+    rule_name, w = GRAPH.proposals_job(pset)
+    return f"{job_dir(rule_name, **w)}/proposals.jsonl"
 
 
 def source_files(name):
     """The files `download_source` writes for a configured source, in the source's order."""
     return [f"results/download_source/{name}/{f.name}" for f in SOURCES[name].files]
-
-
-def source_identity(source, file):
-    """What a downloaded file is (repository, revision, path, checksum): the download's rerun trigger.
-    Where it is read from is left out, so moving a source to a mirror reruns nothing."""
-    src = SOURCES[source]
-    one = next(f for f in src.files if f.name == file).model_copy(
-        update={"local_path": None}
-    )
-    return section(source=src.model_copy(update={"files": [one]}))
 
 
 def source_location(source, file):
@@ -154,25 +149,32 @@ def source_location(source, file):
 SOURCES = CFG.sources.named()
 SOURCE_FILES = [path for name in SOURCES for path in source_files(name)]
 PSETS = ["off"] + [f"on_{b}" for b in BASES]
-JUDGED = expand(
-    "results/judge_answers/{base}/{variant}/{mode}/{bench}.json",
-    base=BASES,
-    variant=GRID.variants,
-    mode=GRID.modes,
-    bench=GRID.benchmarks,
-)
-REPORT = ["reports/results.md", "reports/results.png", "reports/results.json"]
+REPORT = [
+    f"reports/{EXPERIMENT}/{name}"
+    for name in (
+        "results.md",
+        "results.html",
+        "results.png",
+        "loss_curves.png",
+        "results.json",
+        "artifacts.json",
+    )
+]
 
 
 def checkpoint_of(w):
     """The checkpoint evaluated instead of training (config `checkpoints`, e.g. a released model), or None."""
-    return CFG.checkpoints.get(w.base, {}).get(w.variant)
+    return GRAPH.checkpoint(w.base, w.variant)
 
 
 def answer_model(w):
     """The model that answers: a configured checkpoint (hub id or path), else the trained model folder."""
     ck = checkpoint_of(w)
-    return ck.model if ck else f"results/train_model/{w.base}/{w.variant}/model"
+    if ck:
+        return ck.model
+    return (
+        f"{job_dir('train_model', base=w.base, variant=w.variant, seed=w.seed)}/model"
+    )
 
 
 def answer_model_input(w):
@@ -184,6 +186,16 @@ def answer_model_input(w):
 def answer_revision(w):
     ck = checkpoint_of(w)
     return f"--revision {ck.revision}" if ck and ck.revision else ""
+
+
+def bench_file(bench):
+    """A benchmark's prepared questions."""
+    return f"{job_dir('prepare_bench', bench=bench)}/bench.jsonl"
+
+
+def judged_job(w):
+    """The wildcards of the answers a judge_answers job reads: its own, without its key."""
+    return {k: w[k] for k in ("base", "variant", "seed", "mode", "bench")}
 
 
 def bench_files(bench):
@@ -210,16 +222,64 @@ def judge_requests(bench):
 def prepare_data_outputs():
     """What prepare_data writes: the miniature also writes the base model's corpus."""
     out = {
-        "queries": "results/prepare_data/queries.jsonl",
-        "ultrafeedback": "results/prepare_data/ultrafeedback.jsonl",
+        "queries": "results/prepare_data/{key}/queries.jsonl",
+        "ultrafeedback": "results/prepare_data/{key}/ultrafeedback.jsonl",
     }
     if CFG.data.kind == "miniature":
-        out["corpus"] = "results/prepare_data/corpus.txt"
+        out["corpus"] = "results/prepare_data/{key}/corpus.txt"
     return out
 
 
-def on_policy_cfg(w):
-    """The sections on-policy sampling reads: the scatter jobs and the gather share them."""
-    return section(
-        proposals=CFG.proposals, on_policy=CFG.on_policy, base=CFG.bases[w.base]
-    )
+def data_file(name):
+    """A file prepare_data writes (queries.jsonl, ultrafeedback.jsonl, corpus.txt)."""
+    return f"{job_dir('prepare_data')}/{name}"
+
+
+# Keyed artifacts: every job's folder holds its key (aft.pipeline.jobs; docs/experiments.md).
+GRAPH = JobGraph(
+    CFG,
+    {
+        name: len(getattr(gather, name)("{scatteritem}"))
+        for name in ("build_proposals_on", "build_targets")
+    },
+)
+
+
+def job_dir(rule_name, **wildcards):
+    """The folder of a job's outputs under this config."""
+    return GRAPH.job_dir(rule_name, **wildcards)
+
+
+def settings_of(rule_name):
+    """A rule's `cfg` param: the config sections its job reads. A path whose key is not this config's
+    (typed by hand, or from an earlier config) is refused: its outputs would not be what it names.
+    """
+
+    def settings(w):
+        given = {k: v for k, v in w.items() if k != "key"}
+        expected = GRAPH.key(rule_name, **given)
+        if w.key != expected:
+            raise WorkflowError(
+                f"{rule_name} {wildcard_tags(w)}: key {w.key} is not what this config makes"
+                f" ({expected}); ask for the outputs of the current config (e.g. the report), or see"
+                " `python -m aft.tools.paths`"
+            )
+        return GRAPH.settings(rule_name, **given)
+
+    return settings
+
+
+JUDGED_JOBS = GRAPH.judged()
+JUDGED = [f"{job_dir('judge_answers', **w)}/result.json" for w in JUDGED_JOBS]
+# every job of this experiment, parents first: its metrics files feed the report's costs and lineage
+EXPERIMENT_JOBS = GRAPH.lineage([("judge_answers", w) for w in JUDGED_JOBS])
+
+
+def experiment_info():
+    """What the report says this experiment is (its provenance beside the job's commit and host)."""
+    return {
+        "name": EXPERIMENT,
+        "description": CFG.description,
+        "config_hash": config_hash(CFG),
+        "seeds": GRID.seeds,
+    }

@@ -21,7 +21,7 @@ rule download_source:
         file="|".join(re.escape(f.name) for s in SOURCES.values() for f in s.files)
         or "no-file",
     params:
-        cfg=lambda w: source_identity(w.source, w.file),
+        cfg=lambda w: GRAPH.source_identity(w.source, w.file),
         # a function of `output` is a derived param, which Snakemake's params trigger ignores:
         # reading the same bytes from a mirror instead of the hub reruns nothing
         local=lambda w, output: source_location(w.source, w.file),
@@ -37,36 +37,38 @@ rule prepare_data:
         ultrafeedback=source_files("ultrafeedback") if CFG.data.kind == "paper" else [],
     output:
         **prepare_data_outputs(),
-        metrics="results/prepare_data/metrics.json",
+        metrics="results/prepare_data/{key}/metrics.json",
     log:
-        "logs/prepare_data/prepare_data.log",
+        "logs/prepare_data/{key}.log",
     benchmark:
-        "results/timings/prepare_data/prepare_data.tsv"
+        "results/timings/prepare_data/{key}.tsv"
     threads: threads_of("prepare_data")
     resources:
         **resources_of("prepare_data"),
     params:
-        cfg=section(data=CFG.data),
+        cfg=settings_of("prepare_data"),
+        wc=wildcard_tags,
     shell:
         "python -m aft.stages.prepare_data --config {params.cfg:q} --ultrafeedback {input.ultrafeedback}"
-        " --out results/prepare_data --metrics {output.metrics} > {log} 2>&1"
+        " --out results/prepare_data/{wildcards.key} --metrics {output.metrics}"
+        " --wildcards {params.wc} > {log} 2>&1"
 
 
 rule prepare_bench:
     input:
         source=lambda w: bench_files(w.bench),
     output:
-        bench="results/prepare_bench/{bench}.jsonl",
-        metrics="results/prepare_bench/{bench}.metrics.json",
+        bench="results/prepare_bench/{bench}/{key}/bench.jsonl",
+        metrics="results/prepare_bench/{bench}/{key}/metrics.json",
     log:
-        "logs/prepare_bench/{bench}.log",
+        "logs/prepare_bench/{bench}/{key}.log",
     benchmark:
-        "results/timings/prepare_bench/{bench}.tsv"
+        "results/timings/prepare_bench/{bench}/{key}.tsv"
     threads: threads_of("prepare_bench")
     resources:
         **resources_of("prepare_bench"),
     params:
-        cfg=section(data=CFG.data),
+        cfg=settings_of("prepare_bench"),
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.prepare_bench --config {params.cfg:q} --bench {wildcards.bench}"
@@ -76,19 +78,19 @@ rule prepare_bench:
 
 rule build_base:
     input:
-        corpus="results/prepare_data/corpus.txt",
+        corpus=data_file("corpus.txt"),
     output:
-        model=directory("results/build_base/{base}/model"),
-        metrics="results/build_base/{base}/metrics.json",
+        model=directory("results/build_base/{base}/{key}/model"),
+        metrics="results/build_base/{base}/{key}/metrics.json",
     log:
-        "logs/build_base/{base}.log",
+        "logs/build_base/{base}/{key}.log",
     benchmark:
-        "results/timings/build_base/{base}.tsv"
+        "results/timings/build_base/{base}/{key}.tsv"
     threads: threads_of("build_base")
     resources:
         **resources_of("build_base"),
     params:
-        cfg=lambda w: section(base=CFG.bases[w.base]),
+        cfg=settings_of("build_base"),
         wc=wildcard_tags,
     shell:
         "OMP_NUM_THREADS={threads} python -m aft.stages.build_base --config {params.cfg:q} --corpus {input.corpus}"

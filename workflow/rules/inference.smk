@@ -5,20 +5,20 @@
 rule generate_answers:
     input:
         model=answer_model_input,
-        bench="results/prepare_bench/{bench}.jsonl",
+        bench=lambda w: bench_file(w.bench),
         template=CFG.inference.template_file,
     output:
-        answers="results/generate_answers/{base}/{variant}/{mode}/{bench}.jsonl",
-        metrics="results/generate_answers/{base}/{variant}/{mode}/{bench}.metrics.json",
+        answers="results/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/answers.jsonl",
+        metrics="results/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/metrics.json",
     log:
-        "logs/generate_answers/{base}/{variant}/{mode}/{bench}.log",
+        "logs/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}.log",
     benchmark:
-        "results/timings/generate_answers/{base}/{variant}/{mode}/{bench}.tsv"
+        "results/timings/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}.tsv"
     threads: threads_of("generate_answers")
     resources:
         **resources_of("generate_answers", gpus=gpus(CFG.inference.engine)),
     params:
-        cfg=section(inference=CFG.inference),
+        cfg=settings_of("generate_answers"),
         model=answer_model,
         revision=answer_revision,
         wc=wildcard_tags,

@@ -4,19 +4,19 @@
 
 rule judge_answers:
     input:
-        answers="results/generate_answers/{base}/{variant}/{mode}/{bench}.jsonl",
-        bench="results/prepare_bench/{bench}.jsonl",
+        answers=lambda w: f"{job_dir('generate_answers', **judged_job(w))}/answers.jsonl",
+        bench=lambda w: bench_file(w.bench),
         reference=lambda w: judge_files("reference", w.bench),
         judge_prompts=lambda w: judge_files("judge_prompts", w.bench),
         lc_fit=lambda w: judge_files("lc_fit", w.bench),
     output:
-        result="results/judge_answers/{base}/{variant}/{mode}/{bench}.json",
-        judgments="results/judge_answers/{base}/{variant}/{mode}/{bench}.judgments.jsonl",
-        metrics="results/judge_answers/{base}/{variant}/{mode}/{bench}.metrics.json",
+        result="results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/result.json",
+        judgments="results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/judgments.jsonl",
+        metrics="results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/metrics.json",
     log:
-        "logs/judge_answers/{base}/{variant}/{mode}/{bench}.log",
+        "logs/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}.log",
     benchmark:
-        "results/timings/judge_answers/{base}/{variant}/{mode}/{bench}.tsv"
+        "results/timings/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}.tsv"
     # an API judge is reached from where the workflow runs (compute nodes often have no internet)
     localrule: CFG.judge.endpoint is not None
     threads: threads_of("judge_answers")
@@ -25,7 +25,7 @@ rule judge_answers:
         # requests this job keeps in flight: `--resources judge_requests=N` caps them across parallel jobs
         judge_requests=lambda w: judge_requests(w.bench),
     params:
-        cfg=section(judge=CFG.judge),
+        cfg=settings_of("judge_answers"),
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.judge_answers --config {params.cfg:q} --bench-name {wildcards.bench}"

@@ -8,42 +8,43 @@
 
 rule build_proposals_off:
     input:
-        ultrafeedback="results/prepare_data/ultrafeedback.jsonl",
+        ultrafeedback=data_file("ultrafeedback.jsonl"),
     output:
-        proposals="results/build_proposals_off/proposals.jsonl",
-        metrics="results/build_proposals_off/metrics.json",
+        proposals="results/build_proposals_off/{key}/proposals.jsonl",
+        metrics="results/build_proposals_off/{key}/metrics.json",
     log:
-        "logs/build_proposals_off/build_proposals_off.log",
+        "logs/build_proposals_off/{key}.log",
     benchmark:
-        "results/timings/build_proposals_off/build_proposals_off.tsv"
+        "results/timings/build_proposals_off/{key}.tsv"
     threads: threads_of("build_proposals_off")
     resources:
         **resources_of("build_proposals_off"),
     params:
-        cfg=section(proposals=CFG.proposals),
+        cfg=settings_of("build_proposals_off"),
+        wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_proposals_off --config {params.cfg:q}"
         " --ultrafeedback {input.ultrafeedback} --out {output.proposals}"
-        " --metrics {output.metrics} > {log} 2>&1"
+        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 
 rule build_proposals_on_part:
     input:
-        queries="results/prepare_data/queries.jsonl",
+        queries=data_file("queries.jsonl"),
         icl_prompt=CFG.on_policy.icl_prompt_file,
         model=base_model_input,
     output:
-        part="results/build_proposals_on_part/{base}/{scatteritem}/part.json",
-        metrics="results/build_proposals_on_part/{base}/{scatteritem}/metrics.json",
+        part="results/build_proposals_on_part/{base}/{scatteritem}/{key}/part.json",
+        metrics="results/build_proposals_on_part/{base}/{scatteritem}/{key}/metrics.json",
     log:
-        "logs/build_proposals_on_part/{base}/{scatteritem}.log",
+        "logs/build_proposals_on_part/{base}/{scatteritem}/{key}.log",
     benchmark:
-        "results/timings/build_proposals_on_part/{base}/{scatteritem}.tsv"
+        "results/timings/build_proposals_on_part/{base}/{scatteritem}/{key}.tsv"
     threads: threads_of("build_proposals_on_part")
     resources:
         **resources_of("build_proposals_on_part", gpus=gpus(CFG.on_policy.engine)),
     params:
-        cfg=on_policy_cfg,
+        cfg=settings_of("build_proposals_on_part"),
         model=lambda w: base_model(w.base),
         wc=wildcard_tags,
     shell:
@@ -54,22 +55,20 @@ rule build_proposals_on_part:
 
 rule build_proposals_on:
     input:
-        queries="results/prepare_data/queries.jsonl",
-        parts=gather.build_proposals_on(
-            "results/build_proposals_on_part/{{base}}/{scatteritem}/part.json"
-        ),
+        queries=data_file("queries.jsonl"),
+        parts=proposal_parts,
     output:
-        proposals="results/build_proposals_on/{base}/proposals.jsonl",
-        metrics="results/build_proposals_on/{base}/metrics.json",
+        proposals="results/build_proposals_on/{base}/{key}/proposals.jsonl",
+        metrics="results/build_proposals_on/{base}/{key}/metrics.json",
     log:
-        "logs/build_proposals_on/{base}.log",
+        "logs/build_proposals_on/{base}/{key}.log",
     benchmark:
-        "results/timings/build_proposals_on/{base}.tsv"
+        "results/timings/build_proposals_on/{base}/{key}.tsv"
     threads: threads_of("build_proposals_on")
     resources:
         **resources_of("build_proposals_on"),
     params:
-        cfg=on_policy_cfg,
+        cfg=settings_of("build_proposals_on"),
         model=lambda w: base_model(w.base),
         wc=wildcard_tags,
     shell:
@@ -81,15 +80,15 @@ rule build_proposals_on:
 rule build_targets_part:
     input:
         proposals=lambda w: proposals_file(w.pset),
-        queries="results/prepare_data/queries.jsonl",
+        queries=data_file("queries.jsonl"),
         template=CFG.targets.template_file,
     output:
-        part="results/build_targets_part/{pset}/{scatteritem}/part.json",
-        metrics="results/build_targets_part/{pset}/{scatteritem}/metrics.json",
+        part="results/build_targets_part/{pset}/{scatteritem}/{key}/part.json",
+        metrics="results/build_targets_part/{pset}/{scatteritem}/{key}/metrics.json",
     log:
-        "logs/build_targets_part/{pset}/{scatteritem}.log",
+        "logs/build_targets_part/{pset}/{scatteritem}/{key}.log",
     benchmark:
-        "results/timings/build_targets_part/{pset}/{scatteritem}.tsv"
+        "results/timings/build_targets_part/{pset}/{scatteritem}/{key}.tsv"
     threads: threads_of("build_targets_part")
     resources:
         **resources_of(
@@ -97,7 +96,7 @@ rule build_targets_part:
             gpus=gpus(CFG.targets.engine) if TEACHER_IN_PROCESS else 0,
         ),
     params:
-        cfg=section(targets=CFG.targets),
+        cfg=settings_of("build_targets_part"),
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
@@ -109,21 +108,21 @@ rule build_targets_part:
 rule build_targets:
     input:
         proposals=lambda w: proposals_file(w.pset),
-        queries="results/prepare_data/queries.jsonl",
+        queries=data_file("queries.jsonl"),
         template=CFG.targets.template_file,
         parts=target_parts,
     output:
-        targets="results/build_targets/{pset}/targets.jsonl",
-        metrics="results/build_targets/{pset}/metrics.json",
+        targets="results/build_targets/{pset}/{key}/targets.jsonl",
+        metrics="results/build_targets/{pset}/{key}/metrics.json",
     log:
-        "logs/build_targets/{pset}.log",
+        "logs/build_targets/{pset}/{key}.log",
     benchmark:
-        "results/timings/build_targets/{pset}.tsv"
+        "results/timings/build_targets/{pset}/{key}.tsv"
     threads: threads_of("build_targets")
     resources:
         **resources_of("build_targets"),
     params:
-        cfg=section(targets=CFG.targets),
+        cfg=settings_of("build_targets"),
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"

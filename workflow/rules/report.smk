@@ -1,30 +1,57 @@
-# The report: the paper-shaped table and plot, also part of `snakemake --report`.
+# The report of this experiment (config `experiment`): the paper-shaped table with every score's interval,
+# the claims table, the plot, provenance, costs and the artifact lineage, in reports/<experiment>/ (also
+# part of `snakemake --report`). Experiments' reports sit side by side: python -m aft.tools.compare.
 
 
 rule make_report:
     input:
         results=JUDGED,
-        judgments=[f.removesuffix(".json") + ".judgments.jsonl" for f in JUDGED],
+        judgments=[
+            f"{job_dir('judge_answers', **w)}/judgments.jsonl" for w in JUDGED_JOBS
+        ],
+        answers=[
+            f"{job_dir('generate_answers', **w)}/answers.jsonl" for w in JUDGED_JOBS
+        ],
+        jobs=[GRAPH.metrics_file(*job) for job in EXPERIMENT_JOBS],
     output:
-        table=report(
-            "reports/results.md", category="Results", caption="../report/table.rst"
+        table="reports/{experiment}/results.md",
+        html=report(
+            "reports/{experiment}/results.html",
+            category="Results",
+            subcategory="{experiment}",
+            caption="../report/table.rst",
+            labels={"experiment": "{experiment}", "content": "tables"},
         ),
         plot=report(
-            "reports/results.png", category="Results", caption="../report/plot.rst"
+            "reports/{experiment}/results.png",
+            category="Results",
+            subcategory="{experiment}",
+            caption="../report/plot.rst",
+            labels={"experiment": "{experiment}", "content": "scores plot"},
         ),
-        json="reports/results.json",
-        metrics="results/make_report/metrics.json",
+        curves=report(
+            "reports/{experiment}/loss_curves.png",
+            category="Results",
+            subcategory="{experiment}",
+            caption="../report/curves.rst",
+            labels={"experiment": "{experiment}", "content": "loss curves"},
+        ),
+        json="reports/{experiment}/results.json",
+        artifacts="reports/{experiment}/artifacts.json",
+        metrics="results/make_report/{experiment}/metrics.json",
     log:
-        "logs/make_report/make_report.log",
+        "logs/make_report/{experiment}.log",
     benchmark:
-        "results/timings/make_report/make_report.tsv"
+        "results/timings/make_report/{experiment}.tsv"
     threads: threads_of("make_report")
     resources:
         **resources_of("make_report"),
     params:
         cfg=section(report=CFG.report),
+        experiment=json.dumps(experiment_info()),
     shell:
-        "python -m aft.stages.make_report --config {params.cfg:q} --results {input.results}"
-        " --judgments {input.judgments}"
-        " --table {output.table} --plot {output.plot} --json {output.json}"
-        " --metrics {output.metrics} > {log} 2>&1"
+        "python -m aft.stages.make_report --config {params.cfg:q} --experiment {params.experiment:q}"
+        " --results {input.results} --judgments {input.judgments} --answers {input.answers}"
+        " --jobs {input.jobs} --table {output.table} --html {output.html} --plot {output.plot} --curves {output.curves}"
+        " --json {output.json}"
+        " --artifacts {output.artifacts} --metrics {output.metrics} > {log} 2>&1"

@@ -23,7 +23,11 @@ onstart:
     os.environ[PARENT_ENV] = start_workflow_run(
         os.environ["MLFLOW_TRACKING_URI"],
         os.environ["MLFLOW_EXPERIMENT_NAME"],
-        {"git_sha": git_sha(), "config_hash": config_hash(CFG)},
+        {
+            "git_sha": git_sha(),
+            "config_hash": config_hash(CFG),
+            "experiment": EXPERIMENT,
+        },
     )
 
 
@@ -33,7 +37,7 @@ onsuccess:
             os.environ["MLFLOW_TRACKING_URI"],
             os.environ[PARENT_ENV],
             REPORT,
-            "results/make_report/metrics.json",
+            f"results/make_report/{EXPERIMENT}/metrics.json",
         )
         end_workflow_run(
             os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FINISHED"

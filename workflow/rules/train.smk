@@ -4,21 +4,21 @@
 rule build_dataset:
     input:
         proposals=lambda w: proposals_file(pset_of(w.variant, w.base)),
-        targets=lambda w: f"results/build_targets/{pset_of(w.variant, w.base)}/targets.jsonl",
+        targets=lambda w: f"{job_dir('build_targets', pset=pset_of(w.variant, w.base))}/targets.jsonl",
         template=CFG.dataset.template_file,
         model=base_model_input,
     output:
-        data="results/build_dataset/{base}/{variant}/train.jsonl",
-        metrics="results/build_dataset/{base}/{variant}/metrics.json",
+        data="results/build_dataset/{base}/{variant}/{key}/train.jsonl",
+        metrics="results/build_dataset/{base}/{variant}/{key}/metrics.json",
     log:
-        "logs/build_dataset/{base}/{variant}.log",
+        "logs/build_dataset/{base}/{variant}/{key}.log",
     benchmark:
-        "results/timings/build_dataset/{base}/{variant}.tsv"
+        "results/timings/build_dataset/{base}/{variant}/{key}.tsv"
     threads: threads_of("build_dataset")
     resources:
         **resources_of("build_dataset"),
     params:
-        cfg=lambda w: section(dataset=CFG.dataset, base=CFG.bases[w.base]),
+        cfg=settings_of("build_dataset"),
         model=lambda w: base_model(w.base),
         wc=wildcard_tags,
     shell:
@@ -29,22 +29,22 @@ rule build_dataset:
 
 rule train_model:
     input:
-        data="results/build_dataset/{base}/{variant}/train.jsonl",
+        data=lambda w: f"{job_dir('build_dataset', base=w.base, variant=w.variant)}/train.jsonl",
         model=base_model_input,
     output:
-        model=directory("results/train_model/{base}/{variant}/model"),
-        metrics="results/train_model/{base}/{variant}/metrics.json",
+        model=directory("results/train_model/{base}/{variant}/seed{seed}/{key}/model"),
+        metrics="results/train_model/{base}/{variant}/seed{seed}/{key}/metrics.json",
     log:
-        "logs/train_model/{base}/{variant}.log",
+        "logs/train_model/{base}/{variant}/seed{seed}/{key}.log",
     benchmark:
-        "results/timings/train_model/{base}/{variant}.tsv"
+        "results/timings/train_model/{base}/{variant}/seed{seed}/{key}.tsv"
     threads: threads_of("train_model")
     resources:
         **resources_of(
             "train_model", gpus=CFG.train.num_gpus, nodes=CFG.train.num_nodes
         ),
     params:
-        cfg=lambda w: section(train=CFG.train, base=CFG.bases[w.base]),
+        cfg=settings_of("train_model"),
         model=lambda w: base_model(w.base),
         launch=train_launcher(CFG.train),
         wc=wildcard_tags,

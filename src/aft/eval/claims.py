@@ -1,5 +1,6 @@
 """The paper's claims, checked with intervals: each claim compares two rows of the table on the same
-questions, by a paired bootstrap over the questions, and its verdict says what the interval says.
+questions, by a paired bootstrap over the questions (over seeds and questions with several replicas,
+aft.eval.stats), and its verdict says what the interval says.
 
 Pure: per-question scores in, a table out (aft.stages.make_report reads the judgments files).
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from typing import Literal
+
+from aft.eval.stats import crossed_bootstrap
 
 Row = tuple[str, str]  # (variant, mode)
 
@@ -74,19 +77,31 @@ class ClaimRow:
     base: str
     bench: str
     claim: Claim
-    interval: Interval
+    interval: Interval  # over every seed (seeds x questions), or over the questions of the one seed
     paper_diff: float | None
     verdict: str
+    per_seed: dict[str, Interval]  # seed -> the paired bootstrap over that seed's questions
+
+
+def claim_interval(higher: dict[str, dict[str, float]], lower: dict[str, dict[str, float]]) -> Interval:
+    """One seed: the paired bootstrap over questions; several: seeds and questions resampled together."""
+    seeds = sorted(set(higher) & set(lower), key=int)
+    if not seeds:
+        raise ValueError("the two rows share no seed")
+    if len(seeds) == 1:
+        return paired_bootstrap(higher[seeds[0]], lower[seeds[0]])
+    diff, lo, hi, n = crossed_bootstrap([higher[s] for s in seeds], [lower[s] for s in seeds])
+    return Interval(diff, lo, hi, n)
 
 
 def check_claims(
-    scores: dict[tuple[str, str, str, str], dict[str, float]],
+    scores: dict[tuple[str, str, str, str], dict[str, dict[str, float]]],
     paper: dict[tuple[str, str], dict[Row, float]] | None = None,
 ) -> list[ClaimRow]:
     """Every claim whose two rows were evaluated, per base and benchmark.
 
-    scores: (base, bench, variant, mode) -> question id -> score; paper: (base, bench) -> row -> the
-    paper's number for the compared score, where the paper has one."""
+    scores: (base, bench, variant, mode) -> seed -> question id -> score; paper: (base, bench) -> row ->
+    the paper's number for the compared score, where the paper has one."""
     rows = []
     for base, bench in sorted({(k[0], k[1]) for k in scores}):
         numbers = (paper or {}).get((base, bench), {})
@@ -94,25 +109,44 @@ def check_claims(
             hi, lo = scores.get((base, bench, *claim.higher)), scores.get((base, bench, *claim.lower))
             if hi is None or lo is None:
                 continue
-            iv = paired_bootstrap(hi, lo)
+            iv = claim_interval(hi, lo)
+            per_seed = {s: paired_bootstrap(hi[s], lo[s]) for s in sorted(set(hi) & set(lo), key=int)}
             paper_hi, paper_lo = numbers.get(claim.higher), numbers.get(claim.lower)
             paper_diff = None if paper_hi is None or paper_lo is None else round(paper_hi - paper_lo, 2)
-            rows.append(ClaimRow(base, bench, claim, iv, paper_diff, verdict(iv, claim.expect)))
+            rows.append(ClaimRow(base, bench, claim, iv, paper_diff, verdict(iv, claim.expect), per_seed))
     return rows
 
 
+def _interval(iv: Interval) -> str:
+    return f"{iv.diff:+.1f} [{iv.lo:+.1f}, {iv.hi:+.1f}]"
+
+
 def markdown(rows: list[ClaimRow], measures: dict[str, str]) -> str:
-    """The claims table: claim, measured difference with its 95% interval, the paper's, verdict."""
+    """The claims table: claim, measured difference with its 95% interval, the paper's, verdict; with
+    several seeds, each seed's interval after it."""
     if not rows:
         return "No claim could be checked: the grid lacks the rows the claims compare.\n"
     lines = [
-        "| base | benchmark | claim | measured difference [95% CI] | paper | verdict | questions |",
-        "|---|---|---|---|---|---|---|",
+        "| base | benchmark | claim | measured difference [95% CI] | paper | verdict | seeds | questions |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        iv = r.interval
         paper = "–" if r.paper_diff is None else f"{r.paper_diff:+.1f}"
-        measured = f"{iv.diff:+.1f} [{iv.lo:+.1f}, {iv.hi:+.1f}]"
         bench = f"{r.bench} ({measures[r.bench]})"
-        lines.append(f"| {r.base} | {bench} | {r.claim.text} | {measured} | {paper} | {r.verdict} | {iv.n} |")
+        lines.append(
+            f"| {r.base} | {bench} | {r.claim.text} | {_interval(r.interval)} | {paper} | {r.verdict}"
+            f" | {len(r.per_seed)} | {r.interval.n} |"
+        )
+    if any(len(r.per_seed) > 1 for r in rows):
+        seeds = sorted({s for r in rows for s in r.per_seed}, key=int)
+        lines += [
+            "",
+            "Each seed alone (paired bootstrap over its questions):",
+            "",
+            "| base | benchmark | claim | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+            "|---|---|---|" + "---|" * len(seeds),
+        ]
+        for r in rows:
+            cells = [_interval(r.per_seed[s]) if s in r.per_seed else "–" for s in seeds]
+            lines.append(f"| {r.base} | {r.bench} | {r.claim.text} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

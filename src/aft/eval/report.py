@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-from aft.eval import claims
+from aft.eval import claims, stats
 from aft.eval.registry import REGISTRY, Column
+from aft.eval.stats import Estimate
 
 VARIANT_LABEL = {"sft": "SFT", "aft_off": "AFT-off-policy", "aft_on": "AFT-on-policy"}
 ROW_ORDER = [(v, m) for v in ("sft", "aft_off", "aft_on") for m in ("direct", "agg")]
@@ -24,42 +25,77 @@ def row_label(variant: str, mode: str) -> str:
     return VARIANT_LABEL[variant] + (" w/ Agg." if mode == "agg" else "")
 
 
-def collect(results: list[dict]) -> dict[tuple[str, str, str], dict[str, dict]]:
-    """(base, variant, mode) -> bench -> judge result."""
-    table: dict[tuple[str, str, str], dict[str, dict]] = {}
-    for r in results:
+def seed_of(result: dict) -> str:
+    return result["wildcards"].get("seed", "0")
+
+
+def collect(results: list[dict]) -> dict[tuple[str, str, str], dict[str, list[dict]]]:
+    """(base, variant, mode) -> bench -> its results, one per seed (in seed order)."""
+    table: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
+    for r in sorted(results, key=lambda r: int(seed_of(r))):
         w = r["wildcards"]
-        table.setdefault((w["base"], w["variant"], w["mode"]), {})[r["bench"]] = r
+        table.setdefault((w["base"], w["variant"], w["mode"]), {}).setdefault(r["bench"], []).append(r)
     return table
 
 
-def headline_metrics(results: list[dict]) -> dict[str, float]:
-    """Each result's headline score as `<base>.<variant>.<mode>.<bench>.<score>`: what the workflow's
-    parent run in MLflow shows (scores that could not be computed, e.g. LC without its fit, are left out)."""
+def question_scores_of(results: list[dict], judgments: list[list[dict]]) -> dict[int, dict[str, float]]:
+    """id(result) -> its per-question scores (the registry's `question_scores`), for the intervals."""
     out = {}
-    for r in results:
-        w, key = r["wildcards"], REGISTRY[r["bench"]].headline
-        if r["scores"].get(key) is not None:
-            out[f"{w['base']}.{w['variant']}.{w['mode']}.{r['bench']}.{key}"] = float(r["scores"][key])
+    for r, rows in zip(results, judgments, strict=True):
+        out[id(r)] = importlib.import_module(REGISTRY[r["bench"]].module).question_scores(rows)
     return out
 
 
-def _fmt(x: float | None, se: float | None = None) -> str:
-    if x is None:
+def estimate(rows: list[dict], key: str, per_question: dict[int, dict[str, float]] | None) -> Estimate | None:
+    """A score over a row's seeds with its 95% interval: over the seeds when there are several; for one
+    seed, the judge's standard error where it gives one (alpaca-eval), else a bootstrap over the
+    questions of the benchmark's per-question score; None when the score could not be computed."""
+    values = [r["scores"].get(key) for r in rows]
+    if any(v is None for v in values):
+        return None
+    if len(rows) > 1:
+        return stats.seed_interval([float(v) for v in values])
+    (r,) = rows
+    se = (r.get("standard_errors") or {}).get(key)
+    if se is not None:
+        return stats.Estimate(
+            float(values[0]), values[0] - 1.96 * se, values[0] + 1.96 * se, r.get("n", 0), "se"
+        )
+    if per_question and key == REGISTRY[r["bench"]].claim_key and per_question.get(id(r)):
+        return stats.question_interval(per_question[id(r)])
+    return stats.Estimate(float(values[0]), None, None, 1, "none")
+
+
+def headline_metrics(results: list[dict]) -> dict[str, float]:
+    """Each row's headline score (mean over seeds) as `<base>.<variant>.<mode>.<bench>.<score>`: what the
+    workflow's parent run in MLflow shows (scores that could not be computed, e.g. LC without its fit,
+    are left out)."""
+    out = {}
+    for (base, variant, mode), benches in collect(results).items():
+        for bench, rows in benches.items():
+            key = REGISTRY[bench].headline
+            values = [r["scores"].get(key) for r in rows]
+            if all(v is not None for v in values):
+                out[f"{base}.{variant}.{mode}.{bench}.{key}"] = sum(map(float, values)) / len(values)
+    return out
+
+
+def _cell(e: Estimate | None, rows: list[dict] | None = None, key: str = "") -> str:
+    if e is None:
         return "–"
-    return f"{x:.1f}" if se is None else f"{x:.1f} ± {se:.1f}"
+    if e.over == "se" and rows:  # alpaca-eval's own convention: score ± its standard error
+        return f"{e.mean:.1f} ± {rows[0]['standard_errors'][key]:.1f}"
+    return e.formatted()
 
 
-def judges_of(results: list[dict]) -> dict[str, list[str]]:
-    """bench -> the judges that produced its results (more than one is shown, never hidden)."""
-    out: dict[str, set[str]] = {}
-    for r in results:
-        out.setdefault(r["bench"], set()).add(r["judge"])
-    return {b: sorted(j) for b, j in out.items()}
-
-
-def markdown_table(results: list[dict], paper_bases: dict[str, str | None], paper_table: bool) -> str:
-    """The report's table: one block of rows per base, our scores and the paper's side by side."""
+def markdown_table(
+    results: list[dict],
+    paper_bases: dict[str, str | None],
+    paper_table: bool,
+    per_question: dict[int, dict[str, float]] | None = None,
+) -> str:
+    """The report's table: one block of rows per base, our scores (mean over seeds with a 95% interval)
+    and the paper's side by side."""
     table = collect(results)
     benches = [b for b in REGISTRY if any(b in v for v in table.values())]
     judges = judges_of(results)
@@ -82,13 +118,31 @@ def markdown_table(results: list[dict], paper_bases: dict[str, str | None], pape
             for b in benches:
                 paper = REGISTRY[b].paper.get(paper_base, {}).get(label, {})
                 for col in REGISTRY[b].columns:
-                    r = scores.get(b)
-                    se = (r.get("standard_errors") or {}).get(col.key) if r else None
-                    cells.append(_fmt(r["scores"].get(col.key), se) if r else "–")
+                    rows = scores.get(b)
+                    cells.append(_cell(estimate(rows, col.key, per_question), rows, col.key) if rows else "–")
                     if paper_table and col.paper_key:
                         cells.append(_fmt(paper.get(col.paper_key)))
             lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + judge_notes(results) + "\n"
+    seeds = sorted({seed_of(r) for r in results}, key=int)
+    how = (
+        f"mean over {len(seeds)} seeds ({', '.join(seeds)}) [95% t interval over the seeds]"
+        if len(seeds) > 1
+        else f"one seed ({seeds[0]}); [95% bootstrap interval over the questions] where the score is a"
+        " mean of per-question scores; ± the judge's standard error (alpaca-eval)"
+    )
+    return "\n".join(lines) + f"\n\nScores: {how}.\n\n" + judge_notes(results) + "\n"
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
+def judges_of(results: list[dict]) -> dict[str, list[str]]:
+    """bench -> the judges that produced its results (more than one is shown, never hidden)."""
+    out: dict[str, set[str]] = {}
+    for r in results:
+        out.setdefault(r["bench"], set()).add(r["judge"])
+    return {b: sorted(j) for b, j in out.items()}
 
 
 def judge_notes(results: list[dict]) -> str:
@@ -121,15 +175,16 @@ def judge_notes(results: list[dict]) -> str:
 
 
 def claims_section(
-    results: list[dict], judgments: list[list[dict]], paper_bases: dict[str, str | None]
+    results: list[dict], per_question: dict[int, dict[str, float]], paper_bases: dict[str, str | None]
 ) -> tuple[str, list[claims.ClaimRow]]:
-    """The claims table (aft.eval.claims) from each result's per-question judgments, with the paper's own
-    difference where the benchmark has the paper's number for the compared score."""
-    scores = {}
-    for r, rows in zip(results, judgments, strict=True):
+    """The claims table (aft.eval.claims) from each result's per-question scores, per seed, with the
+    paper's own difference where the benchmark has the paper's number for the compared score."""
+    scores: dict[tuple[str, str, str, str], dict[str, dict[str, float]]] = {}
+    for r in results:
         w = r["wildcards"]
-        code = importlib.import_module(REGISTRY[r["bench"]].module)
-        scores[(w["base"], r["bench"], w["variant"], w["mode"])] = code.question_scores(rows)
+        scores.setdefault((w["base"], r["bench"], w["variant"], w["mode"]), {})[seed_of(r)] = per_question[
+            id(r)
+        ]
     benches = {k[1] for k in scores}
     paper = {}
     for base, bench in {(k[0], k[1]) for k in scores}:
@@ -142,8 +197,9 @@ def claims_section(
     return claims.markdown(rows, {b: REGISTRY[b].claim_column.title for b in benches}), rows
 
 
-def plot(results: list[dict], path) -> None:
-    """Grouped bars: each base and benchmark's headline score per row of the table."""
+def plot(results: list[dict], path, per_question: dict[int, dict[str, float]] | None = None) -> None:
+    """Grouped bars: each base and benchmark's headline score per row of the table (mean over seeds),
+    with its 95% interval as an error bar (see `estimate`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,18 +210,28 @@ def plot(results: list[dict], path) -> None:
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
     for ax, (base, bench) in zip(axes[0], groups):
         key, title = REGISTRY[bench].headline, headline_column(bench).title
-        rows = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
-        rows = [(label, r["scores"][key]) for label, r in rows if r is not None]
+        found = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
+        bars = [(label, estimate(rows, key, per_question)) for label, rows in found if rows]
+        bars = [(label, e) for label, e in bars if e is not None]
+        means = [e.mean for _, e in bars]
+        errors = [
+            [e.mean - e.lo if e.lo is not None else 0 for _, e in bars],
+            [e.hi - e.mean if e.hi is not None else 0 for _, e in bars],
+        ]
         ax.bar(
-            range(len(rows)),
-            [s for _, s in rows],
-            color=["#999", "#bbb", "#1f77b4", "#6baed6", "#d62728", "#fc9272"][: len(rows)],
+            range(len(bars)),
+            means,
+            yerr=errors,
+            capsize=4,
+            color=["#999", "#bbb", "#1f77b4", "#6baed6", "#d62728", "#fc9272"][: len(bars)],
         )
-        ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(title)
+        ax.set_xticks(range(len(bars)), [label for label, _ in bars], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"{title} (95% interval)")
         ax.set_title(f"{base}: {bench}")
-        for i, (_, s) in enumerate(rows):
-            ax.text(i, s, f"{s:.1f}", ha="center", va="bottom", fontsize=8)
+        for i, (_, e) in enumerate(bars):  # the value above its error bar
+            ax.text(
+                i, e.hi if e.hi is not None else e.mean, f"{e.mean:.1f}", ha="center", va="bottom", fontsize=8
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -423,7 +423,10 @@ class TrainConfig(Section):
         " batches split by length into the accumulation micro-batches (same gradient as random, less"
         " padding; needs gradient accumulation > 1 to help; its shuffle seed is fixed by transformers)"
     )
-    seed: int
+    seed: int | None = Field(
+        None,
+        description="set by the workflow for each replica, from grid.seeds; a config file leaves it out",
+    )
 
     @property
     def gradient_accumulation_steps(self) -> int:
@@ -587,6 +590,18 @@ class GridConfig(Section):
     variants: list[Variant] = Field(min_length=1)
     modes: list[Mode] = Field(min_length=1)
     benchmarks: list[Bench] = Field(min_length=1)
+    seeds: list[int] = Field(
+        min_length=1,
+        description="replicas: each trains every variant with this training seed and samples its answers"
+        " with inference.seed + this seed; scores are reported as means over the replicas",
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+            raise ValueError(f"seeds={seeds} must be distinct non-negative integers")
+        return seeds
 
 
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
@@ -667,7 +682,16 @@ class ResourcesConfig(Section):
         return self
 
 
+EXPERIMENT_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
 class Config(Section):
+    experiment: str = Field(
+        pattern=EXPERIMENT_NAME,
+        description="this configuration's name: its report is reports/<experiment>/; artifacts whose"
+        " inputs and settings two experiments share are made once (docs/experiments.md)",
+    )
+    description: str = Field(min_length=1, description="one line on what this experiment asks")
     grid: GridConfig
     data: DataConfig
     sources: SourcesConfig
@@ -690,6 +714,11 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        if self.train.seed is not None:
+            raise ValueError(
+                f"train.seed={self.train.seed}: the training seed comes from grid.seeds (one replica per"
+                " seed); remove train.seed and list the seeds there"
+            )
         if self.data.kind == "paper":
             if self.targets.teacher == "oracle":
                 raise ValueError("targets.teacher='oracle' needs data.kind='miniature' (known answers)")

@@ -26,6 +26,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from aft.method.prompts import load_template
+from aft.pipeline.artifacts import fingerprint
 from aft.pipeline.config import config_hash, format_error, hide_secrets, section_json
 from aft.pipeline.io import BadRecord, text_file_problem, write_json
 from aft.pipeline.tracking import end_job_run, log_outcome, provenance, start_job_run
@@ -115,7 +116,17 @@ def finish(
     logged as MLflow tags. `tags` are the job's (job_tags), which its run got when it opened."""
     metrics = {**metrics, "wall_time_s": round(time.time() - started, 3)}
     provenance_ = {k: v for k, v in tags.items() if not k.startswith("wildcard.")}
-    out = {"stage": stage, "metrics": metrics, "provenance": provenance_}
+    # the content fingerprint of each output (aft.tools.compare finds where two runs first differ)
+    outputs = {str(p): fingerprint(p) for p in artifacts if p.exists()}
+    out = {
+        "stage": stage,
+        "wildcards": parse_wildcards(args.wildcards),
+        "metrics": metrics,
+        "provenance": provenance_,
+        "outputs": outputs,
+    }
+    if history:  # per-step rows (loss curves): the report draws them from here
+        out["history"] = history
     if record:
         out["record"] = record
     write_json(args.metrics, out)

