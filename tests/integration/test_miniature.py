@@ -201,13 +201,13 @@ def test_the_mlflow_ui_shows_the_job_runs_in_a_browser(run, tmp_path):
             except OSError:
                 time.sleep(1)
         runs_page = rendered(f"{base}/#/experiments/{exp}/runs?workflowType=machine_learning", tmp_path / "a")
-        assert ">workflow<" in runs_page  # the parent; its jobs are nested under it, and counted:
+        assert ">workflow miniature<" in runs_page  # the parent; its jobs are nested under it, and counted:
         assert f"<strong>{sum(JOBS.values()) + 1}</strong> matching runs" in runs_page
         job_page = rendered(
             f"{base}/#/experiments/{exp}/runs/{train['run_id']}?workflowType=machine_learning", tmp_path / "b"
         )
         assert train["tags.mlflow.runName"] in job_page and "Finished" in job_page
-        assert "final_loss" in job_page and ">workflow<" in job_page  # its metrics; its parent run
+        assert "final_loss" in job_page and ">workflow miniature<" in job_page  # its metrics; its parent run
     finally:
         server.terminate()
         server.wait(timeout=30)

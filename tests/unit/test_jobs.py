@@ -131,3 +131,12 @@ def test_fingerprint_of_a_file_and_a_folder(tmp_path):
     sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert fingerprint(tmp_path / "m") == {"w.bin": sha}
     assert fingerprint(tmp_path / "m" / "w.bin") == {"w.bin": sha}
+
+
+def test_the_reports_config_hash_leaves_out_tracking_and_resources():
+    from aft.pipeline.config import results_hash
+
+    base = results_hash(graph().cfg)
+    assert results_hash(graph({"tracking": {"experiment": "renamed"}}).cfg) == base
+    assert results_hash(graph({"resources": {"gpu_model": "h100"}}).cfg) == base
+    assert results_hash(graph({"inference": {"n": 3}}).cfg) != base

@@ -10,7 +10,7 @@ from aft.eval.registry import REGISTRY
 from aft.pipeline.artifacts import KEY_PATTERN
 from aft.pipeline.jobs import JobGraph, pset_of, settings_json
 from aft.pipeline.cluster import job_resources, site_problems, slurm_accounts
-from aft.pipeline.config import config_hash, load_config
+from aft.pipeline.config import config_hash, load_config, results_hash
 from aft.train.launch import train_launcher
 
 try:
@@ -280,6 +280,6 @@ def experiment_info():
     return {
         "name": EXPERIMENT,
         "description": CFG.description,
-        "config_hash": config_hash(CFG),
+        "config_hash": results_hash(CFG),
         "seeds": GRID.seeds,
     }

@@ -18,7 +18,10 @@ def provenance_section(experiment: dict, job: dict[str, str]) -> str:
     """Experiment, its config hash and seeds, and the commit, host, CPU and date of the report job."""
     rows = [
         ("experiment", f"`{experiment['name']}`: {experiment['description']}"),
-        ("config hash", f"`{experiment['config_hash']}` (sha256 of the validated config, first 12 digits)"),
+        (
+            "config hash",
+            f"`{experiment['config_hash']}` (sha256 of the validated config without tracking and resources)",
+        ),
         ("seeds", ", ".join(map(str, experiment["seeds"]))),
         ("commit", f"`{job.get('git_sha', 'unknown')}`"),
         ("host", f"{job.get('host', '?')} ({job.get('cpu', '?')}, {job.get('cpu_isa', '?')} kernels)"),

@@ -4,9 +4,10 @@ Pure: per-question scores in, (mean, low, high) out. Every interval is a 95% int
 - one score, several seeds: a t interval over the seeds' scores (the replicas are the samples);
 - one score, one seed: a percentile bootstrap over the questions;
 - a paired difference over several seeds: a bootstrap that resamples seeds and questions together
-  (the same questions for both sides and all seeds), so both the training noise and the question
-  sample are in the interval. With one seed it is the paired bootstrap over questions
-  (aft.eval.claims.paired_bootstrap).
+  (the same questions for both sides and all seeds: Owen's pigeonhole bootstrap for a crossed design),
+  so both the training noise and the question sample are in the interval. It is conservative: the
+  seeds' spread already holds some question noise, which resampling the questions adds again. With one
+  seed it is the paired bootstrap over questions (aft.eval.claims.paired_bootstrap).
 """
 
 from __future__ import annotations

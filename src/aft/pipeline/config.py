@@ -901,6 +901,17 @@ def config_hash(model: BaseModel) -> str:
     return hashlib.sha256(section_json(model).encode()).hexdigest()[:12]
 
 
+# sections that change where or how jobs run, never what they compute
+NO_RESULT_SECTIONS = {"tracking", "resources"}
+
+
+def results_hash(cfg: Config) -> str:
+    """The hash of the settings that make results (tracking and resources left out): equal for two
+    configs that compute the same thing, so a report is not remade for a tracking change."""
+    data = cfg.model_dump(mode="json", exclude=NO_RESULT_SECTIONS)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+
+
 def json_schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Config.model_json_schema()}
 
