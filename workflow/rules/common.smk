@@ -148,7 +148,6 @@ def source_location(source, file):
 
 SOURCES = CFG.sources.named()
 SOURCE_FILES = [path for name in SOURCES for path in source_files(name)]
-PSETS = ["off"] + [f"on_{b}" for b in BASES]
 REPORT = [
     f"reports/{EXPERIMENT}/{name}"
     for name in (

@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from aft.pipeline.io import file_digests, sha256_file
+
 KEY_LENGTH = 10  # hex digits: 40 bits, no collision among the few thousand jobs of a project
 KEY_PATTERN = rf"[0-9a-f]{{{KEY_LENGTH}}}"
 
@@ -28,21 +30,28 @@ def artifact_key(rule: str, wildcards: Mapping[str, str], settings: str, parents
     return hashlib.sha256(text.encode()).hexdigest()[:KEY_LENGTH]
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(path: Path) -> dict[str, str]:
-    """sha256 of a file, or of every file in a folder (by path relative to it; Snakemake's
-    .snakemake_timestamp marker left out, it is empty by design)."""
-    if path.is_file():
-        return {path.name: file_sha256(path)}
+    """sha256 of a file, or of every file in a folder (aft.pipeline.io.file_digests)."""
+    return {path.name: sha256_file(path)} if path.is_file() else file_digests(path)
+
+
+def job_record(metrics_file: Path, data: dict) -> dict:
+    """A finished job as its metrics.json tells it: stage, wildcards (without the key), key (the
+    folder's name; None for a download, which is not keyed), the fingerprints of its outputs (a
+    download: its recorded checksum), its numeric metrics and the config hash of each section it read."""
+    outputs = data.get("outputs") or {}
+    if not outputs and "sha256" in (data.get("record") or {}):
+        outputs = {str(metrics_file).removesuffix(".metrics.json"): {"file": data["record"]["sha256"]}}
     return {
-        str(f.relative_to(path)): file_sha256(f)
-        for f in sorted(path.rglob("*"))
-        if f.is_file() and f.name != ".snakemake_timestamp"
+        "stage": data["stage"],
+        "wildcards": {k: v for k, v in (data.get("wildcards") or {}).items() if k != "key"},
+        "key": None if data["stage"] == "download_source" else metrics_file.parent.name,
+        "metrics_file": str(metrics_file),
+        "outputs": outputs,
+        "metrics": {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, int | float)},
+        "config_hashes": {
+            k.removeprefix("config_hash."): v
+            for k, v in (data.get("provenance") or {}).items()
+            if k.startswith("config_hash.")
+        },
     }

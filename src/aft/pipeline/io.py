@@ -84,12 +84,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def sha256_dir(path: Path) -> str:
-    """A checksum of a folder: relative names and contents, in sorted order."""
+def file_digests(path: Path) -> dict[str, str]:
+    """sha256 of every file in a folder, by path relative to it, in sorted order (Snakemake's empty
+    .snakemake_timestamp marker left out: it appears after the job, so it is not the job's content)."""
+    return {
+        str(f.relative_to(path)): sha256_file(f)
+        for f in sorted(Path(path).rglob("*"))
+        if f.is_file() and f.name != ".snakemake_timestamp"
+    }
+
+
+def sha256_dir(path: Path, files: dict[str, str] | None = None) -> str:
+    """A checksum of a folder: relative names and contents, in sorted order. `files` (its file_digests,
+    as metrics.json records them) saves reading the folder again."""
+    files = file_digests(path) if files is None else files
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(sha256_file(f).encode())
+    for name, digest in files.items():
+        h.update(name.encode())
+        h.update(digest.encode())
     return h.hexdigest()
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from aft.eval.registry import REGISTRY
-from aft.pipeline.artifacts import artifact_key, file_sha256
+from aft.pipeline.artifacts import artifact_key
 from aft.pipeline.config import Config
+from aft.pipeline.io import sha256_file
 
 Job = tuple[str, dict[str, str]]  # (rule, wildcards)
 
@@ -99,7 +100,7 @@ class JobGraph:
         if parts[:2] == ("results", "download_source") and len(parts) == 4:
             return self.source_identity(parts[2], parts[3])
         file = self.root / path
-        return f"sha256:{file_sha256(file)}" if file.is_file() else path
+        return f"sha256:{sha256_file(file)}" if file.is_file() else path
 
     def scatter_items(self, rule: str) -> list[str]:
         n = self.scatter[rule]

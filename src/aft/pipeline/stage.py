@@ -131,7 +131,7 @@ def finish(
         out["record"] = record
     write_json(args.metrics, out)
     recorded = {f"record.{k}": str(v) for k, v in (record or {}).items()}
-    log_outcome(stage, metrics, tags | recorded, [*artifacts, args.metrics], history)
+    log_outcome(stage, metrics, tags | recorded, [*artifacts, args.metrics], history, outputs)
     log.info("%s done in %.1fs: %s", stage, metrics["wall_time_s"], json.dumps(metrics)[:500])
 
 

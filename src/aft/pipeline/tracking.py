@@ -38,17 +38,23 @@ def git_sha(cwd: Path | None = None) -> str:
         return "unknown"
 
 
+def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
+    """The CPU model and its flags from /proc/cpuinfo's text ("unknown" and none when absent)."""
+    model, flags = "unknown", set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
 def cpu_facts() -> dict[str, str]:
     """The CPU a job ran on and the widest vector kernels torch may pick there: float results of the
     same code differ between AVX-512 and AVX2 kernels (docs/reproducibility.md)."""
-    model, flags = "", set()
     try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
+        model, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
     except OSError:  # not Linux
         return {"cpu": platform.processor() or platform.machine()}
     isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "default"
@@ -251,9 +257,11 @@ def log_outcome(
     tags: dict[str, str],
     artifacts: list[Path],
     history: list[dict] | None = None,
+    fingerprints: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Log a finished job's metrics, tags and artifacts into its open run (start_job_run); nothing
-    when none is open.
+    when none is open. `fingerprints` (output path -> file -> sha256, what metrics.json records) spares
+    hashing a model folder twice.
 
     `history` holds per-step rows ({"step": int, name: value, ...}), e.g. a training loss curve.
     `stage` may differ from the name the run was opened under (a scatter job is `<stage>_part`)."""
@@ -286,7 +294,9 @@ def log_outcome(
         path = Path(path)
         if path.is_dir():
             mlflow.set_tag(f"artifact.{path.name}.path", str(path.resolve()))
-            mlflow.set_tag(f"artifact.{path.name}.sha256", sha256_dir(path))
+            mlflow.set_tag(
+                f"artifact.{path.name}.sha256", sha256_dir(path, (fingerprints or {}).get(str(path)))
+            )
             if copy_models:
                 mlflow.log_artifacts(str(path), artifact_path=path.name)
         elif path.stat().st_size <= SMALL_FILE_BYTES:

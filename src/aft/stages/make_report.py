@@ -25,6 +25,7 @@ from aft.eval.report import (
     question_scores_of,
     row_label,
 )
+from aft.pipeline.artifacts import job_record
 from aft.pipeline.config import ReportConfig
 from aft.pipeline.io import atomic_write_text, read_json, read_jsonl, write_json
 from aft.pipeline.stage import Outcome, run_stage
@@ -75,29 +76,6 @@ def sample_row(results: list[dict]) -> int | None:
         key=lambda i: (order[results[i]["wildcards"]["variant"]], int(results[i]["wildcards"].get("seed", 0)))
     )
     return agg[0] if agg else None
-
-
-def artifact_rows(jobs: list[tuple[Path, dict]]) -> list[dict]:
-    """artifacts.json: each job, parents first, with its key (from its folder), outputs' fingerprints
-    and numeric metrics."""
-    rows = []
-    for path, m in jobs:
-        key = path.parent.name if m["stage"] != "download_source" else None
-        numbers = {k: v for k, v in m["metrics"].items() if isinstance(v, int | float) and k != "wall_time_s"}
-        outputs = m.get("outputs") or {}
-        if not outputs and "sha256" in (m.get("record") or {}):  # download_source records its checksum
-            outputs = {str(path).removesuffix(".metrics.json"): {"file": m["record"]["sha256"]}}
-        rows.append(
-            {
-                "stage": m["stage"],
-                "wildcards": m.get("wildcards", {}),
-                "key": key,
-                "metrics_file": str(path),
-                "outputs": outputs,
-                "metrics": numbers,
-            }
-        )
-    return rows
 
 
 def run(
@@ -176,7 +154,9 @@ def run(
             ],
         },
     )
-    write_json(out["artifacts"], {"experiment": experiment["name"], "jobs": artifact_rows(jobs)})
+    write_json(
+        out["artifacts"], {"experiment": experiment["name"], "jobs": [job_record(f, m) for f, m in jobs]}
+    )
     plot(results, out["plot"], per_question)
     verdicts = [c.verdict for c in claim_rows]
     counts = {f"claims_{v}": verdicts.count(v) for v in ("reproduced", "contradicted", "inconclusive")}

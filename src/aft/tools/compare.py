@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from aft.pipeline.artifacts import job_record
 from aft.pipeline.jobs import STAGES
 
 
@@ -48,23 +49,12 @@ class Job:
 
 def job_from_metrics(path: Path, data: dict) -> Job | None:
     """A job from its metrics.json (None for files that are not a job's, e.g. make_report's)."""
-    stage = data.get("stage")
-    if stage not in STAGES:
+    if data.get("stage") not in STAGES:
         return None
-    wildcards = {k: v for k, v in (data.get("wildcards") or {}).items() if k != "key"}
-    outputs = data.get("outputs") or {}
-    if not outputs and "sha256" in (data.get("record") or {}):  # download_source: its checksum
-        outputs = {"file": {"file": data["record"]["sha256"]}}
+    r = job_record(path, data)
     # outputs are keyed by the path they were written to: compare them by their place in the job
-    outputs = {Path(p).name: files for p, files in outputs.items()}
-    numbers = {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, int | float)}
-    hashes = {
-        k.removeprefix("config_hash."): v
-        for k, v in (data.get("provenance") or {}).items()
-        if k.startswith("config_hash.")
-    }
-    key = path.parent.name if stage != "download_source" else None
-    return Job(stage, wildcards, key, outputs, numbers, hashes, str(path))
+    outputs = {Path(p).name: files for p, files in r["outputs"].items()}
+    return Job(r["stage"], r["wildcards"], r["key"], outputs, r["metrics"], r["config_hashes"], str(path))
 
 
 def load_run(path: Path) -> tuple[list[Job], bool]:

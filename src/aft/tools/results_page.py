@@ -22,19 +22,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aft.pipeline.tracking import parse_cpuinfo
+
 # CPU flags that change which float kernels torch and vLLM pick (and so the low bits of a result)
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
 
 
 def cpu_facts(cpuinfo: str) -> dict[str, str]:
     """The CPU model and the ISA flags of ISA_FLAGS it has, from /proc/cpuinfo's text."""
-    model, flags = "unknown", set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown":
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
+    model, flags = parse_cpuinfo(cpuinfo)
     return {"cpu": model, "isa_flags": " ".join(f for f in ISA_FLAGS if f in flags) or "none listed"}
 
 
