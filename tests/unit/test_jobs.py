@@ -140,3 +140,54 @@ def test_the_reports_config_hash_leaves_out_tracking_and_resources():
     assert results_hash(graph({"tracking": {"experiment": "renamed"}}).cfg) == base
     assert results_hash(graph({"resources": {"gpu_model": "h100"}}).cfg) == base
     assert results_hash(graph({"inference": {"n": 3}}).cfg) != base
+
+
+# ------------------------------------------------ a real model from a GGUF file, the downstream tasks
+REAL = read_config_file(ROOT / "config/experiments/real_model_cpu.yaml")
+
+
+def test_the_real_model_overlay_converts_its_gguf_once_and_trains_nothing():
+    g = graph(REAL)
+    jobs = g.lineage([("judge_answers", w) for w in g.judged()])
+    rules = [rule for rule, _ in jobs]
+    assert {r: rules.count(r) for r in set(rules)} == {
+        "download_source": 12,  # 1 GGUF + 2 AlpacaEval + 3 MT-Bench + GSM8K + IFEval + 4 punkt_tab files
+        "convert_checkpoint": 1,
+        "prepare_bench": 4,
+        "generate_answers": 8,
+        "judge_answers": 8,
+    }
+    answers = {"base": "smollm2", "variant": "sft", "seed": "0", "mode": "agg", "bench": "gsm8k"}
+    assert ("convert_checkpoint", {"base": "smollm2", "variant": "sft"}) in g.parents(
+        "generate_answers", **answers
+    )
+    gguf = {"source": "checkpoint_smollm2_sft", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+    assert g.parents("convert_checkpoint", base="smollm2", variant="sft") == [("download_source", gguf)]
+    assert g.judged()[0]["base"] == "smollm2"  # grid.bases: the miniature's base is not evaluated
+
+
+def test_a_benchmark_slice_or_prompt_changes_only_that_benchmarks_jobs():
+    before, after = (
+        keys(graph(REAL)),
+        keys(graph(merge(copy.deepcopy(REAL), {"benchmarks": {"gsm8k": {"max_questions": 4}}}))),
+    )
+    moved = {job[0] for job in before if before[job] != after[job]}
+    assert moved == {"prepare_bench", "generate_answers", "judge_answers"}
+    assert all(dict(job[1])["bench"] == "gsm8k" for job in before if before[job] != after[job])
+
+
+def test_lm_eval_scored_jobs_read_no_judge_setting():
+    """GSM8K and IFEval are scored by lm-eval's code: a judge change makes only the LLM-judged jobs anew."""
+    other_judge = merge(copy.deepcopy(REAL), {"judge": {"model": "another-judge"}})
+    before, after = keys(graph(REAL)), keys(graph(other_judge))
+    moved = sorted({dict(job[1])["bench"] for job in before if before[job] != after[job]})
+    assert moved == ["alpaca_eval2", "mt_bench"]
+    w = {"base": "smollm2", "variant": "sft", "seed": "0", "mode": "direct", "bench": "ifeval"}
+    assert graph(REAL).settings("judge_answers", **w) == "{}"
+
+
+def test_the_miniature_keeps_its_keys_without_a_benchmarks_section():
+    """Naming no benchmark in `benchmarks` leaves prepare_bench's settings as they were (the data section
+    alone), so the default run's results keep their folders."""
+    g = graph()
+    assert g.settings("prepare_bench", bench="exact_match") == g.settings("prepare_data")  # {"data": ...}

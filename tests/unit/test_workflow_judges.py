@@ -77,7 +77,8 @@ def test_editing_the_judge_section_changes_only_the_judge_jobs(tmp_path):
     )
     after = planned(wf, *PAPER, "judge_edit.yaml")
     assert set(by_job(after)) == set(by_job(before))
-    # the judge jobs are made anew (new keys) and the report reads them; nothing else changes
+    # the LLM-judged jobs are made anew (new keys) and the report reads them; nothing else changes, not
+    # even the GSM8K and IFEval jobs, which lm-eval's code scores
     assert changed_rules(before, after) == {"judge_answers": 24, "make_report": 1}
 
 

@@ -146,7 +146,8 @@ def source_location(source, file):
     return "" if mirror is None else f"--mirror {shlex.quote(str(mirror))}"
 
 
-SOURCES = CFG.sources.named()
+# the configured sources and the GGUF checkpoints' files (checkpoint_<base>_<variant>)
+SOURCES = CFG.sources.named() | CFG.checkpoint_sources()
 SOURCE_FILES = [path for name in SOURCES for path in source_files(name)]
 REPORT = [
     f"reports/{EXPERIMENT}/{name}"
@@ -167,8 +168,11 @@ def checkpoint_of(w):
 
 
 def answer_model(w):
-    """The model that answers: a configured checkpoint (hub id or path), else the trained model folder."""
+    """The model that answers: a configured checkpoint (hub id, path, or the folder converted from its
+    GGUF file), else the trained model folder."""
     ck = checkpoint_of(w)
+    if ck and ck.gguf is not None:
+        return f"{job_dir('convert_checkpoint', base=w.base, variant=w.variant)}/model"
     if ck:
         return ck.model
     return (
@@ -203,10 +207,17 @@ def bench_files(bench):
     return source_files(name) if name else []
 
 
+def bench_prompt(bench):
+    """A benchmark's prompt file (config benchmarks.<bench>.prompt_file), if it has one."""
+    prompt = CFG.bench_settings(bench).prompt_file
+    return [prompt] if prompt else []
+
+
 def judge_files(role, bench):
     """A benchmark's judge files of one role (`reference`, `judge_prompts`), from its registry entry."""
     name = REGISTRY[bench].judge_sources.get(role)
-    return source_files(name) if name else []
+    # an optional role's source may be null (aft.eval.registry: optional_roles)
+    return source_files(name) if name in SOURCES else []
 
 
 def judge_requests(bench):

@@ -32,6 +32,27 @@ rule download_source:
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 
+rule convert_checkpoint:
+    input:
+        gguf=lambda w: source_files(f"checkpoint_{w.base}_{w.variant}"),
+    output:
+        model=directory("results/convert_checkpoint/{base}/{variant}/{key}/model"),
+        metrics="results/convert_checkpoint/{base}/{variant}/{key}/metrics.json",
+    log:
+        "logs/convert_checkpoint/{base}/{variant}/{key}.log",
+    benchmark:
+        "results/timings/convert_checkpoint/{base}/{variant}/{key}.tsv"
+    threads: threads_of("convert_checkpoint")
+    resources:
+        **resources_of("convert_checkpoint"),
+    params:
+        cfg=settings_of("convert_checkpoint"),
+        wc=wildcard_tags,
+    shell:
+        "python -m aft.stages.convert_checkpoint --config {params.cfg:q} --gguf {input.gguf}"
+        " --out {output.model} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
+
+
 rule prepare_data:
     input:
         ultrafeedback=source_files("ultrafeedback") if CFG.data.kind == "paper" else [],
@@ -57,6 +78,7 @@ rule prepare_data:
 rule prepare_bench:
     input:
         source=lambda w: bench_files(w.bench),
+        prompt=lambda w: bench_prompt(w.bench),
     output:
         bench="results/prepare_bench/{bench}/{key}/bench.jsonl",
         metrics="results/prepare_bench/{bench}/{key}/metrics.json",

@@ -1,4 +1,4 @@
-# Judging: exact match (miniature); AlpacaEval 2 (alpaca-eval, LC and raw win rate) and MT-Bench
+# Judging: exact match (miniature); GSM8K and IFEval by lm-eval's scorers; AlpacaEval 2 (alpaca-eval, LC and raw win rate) and MT-Bench
 # (FastChat single-answer grading) through an OpenAI-compatible judge endpoint (judge.endpoint).
 
 
@@ -9,6 +9,7 @@ rule judge_answers:
         reference=lambda w: judge_files("reference", w.bench),
         judge_prompts=lambda w: judge_files("judge_prompts", w.bench),
         lc_fit=lambda w: judge_files("lc_fit", w.bench),
+        punkt_tab=lambda w: judge_files("punkt_tab", w.bench),
     output:
         result="results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/result.json",
         judgments="results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/judgments.jsonl",
@@ -30,6 +31,7 @@ rule judge_answers:
     shell:
         "python -m aft.stages.judge_answers --config {params.cfg:q} --bench-name {wildcards.bench}"
         " --answers {input.answers} --bench {input.bench} --reference {input.reference}"
-        " --judge-prompts {input.judge_prompts} --lc-fit {input.lc_fit} --out {output.result}"
+        " --judge-prompts {input.judge_prompts} --lc-fit {input.lc_fit} --punkt-tab {input.punkt_tab}"
+        " --out {output.result}"
         " --judgments {output.judgments}"
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

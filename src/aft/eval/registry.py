@@ -7,7 +7,7 @@ benchmark (its rows, its scorer or judge) is the module named by `module`:
     question_rows(tasks) -> rows            the miniature's exact_match: rows from the world's tasks
     judge_answers(jc, answers, bench, files, client, generator) -> (result, rows)   LLM-judged; `files`
         is a JudgeFiles: what the entry's `judge_sources` name, by role
-    exact_match(answers, bench), judgment_rows(answers, bench)                           exact match
+    score(answers, bench, files) -> (result, rows)           scored by code (exact match, lm-eval)
     question_scores(judgment_rows) -> {question id: score}   per question, in `claim_key`'s units
 Adding a benchmark: one module with that code, one entry below.
 
@@ -54,6 +54,7 @@ class JudgeFiles:
     reference: list[dict] = field(default_factory=list)  # reference outputs or answers (records)
     judge_prompts: list[dict] = field(default_factory=list)  # FastChat's judge prompts (records)
     lc_fit: Path | None = None  # alpaca-eval's df_gamed.csv, the length-controlled fit's data
+    punkt_tab: list[Path] = field(default_factory=list)  # NLTK's English punkt_tab files (IFEval's scorer)
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,14 @@ class Benchmark:
     name: str
     module: str  # the code: rows and scorer or judge (see the module docstring)
     data_kind: Literal["miniature", "paper"]  # the data.kind whose questions it reads
-    judge: Literal["exact_match", "llm"]
+    judge: Literal["exact_match", "lm_eval", "llm"]  # who scores: the known answer, lm-eval's code, an LLM
     columns: tuple[Column, ...]
     headline: str  # the score the plot uses
     claim_key: str  # the score the claims compare question by question (a mean of per-question scores)
     questions_source: str | None = None  # the `sources` entry with its questions (paper benchmarks)
+    paper_figure: str | None = None  # where the paper shows it when not in its table (numbers not in text)
     judge_sources: dict[str, str] = field(default_factory=dict)  # judge file role -> `sources` entry
+    optional_roles: tuple[str, ...] = ()  # roles whose source may be null: the score they feed is then None
     paper_judge_name: str | None = None  # who judged the paper's numbers
     paper_judge_models: tuple[str, ...] = ()  # the model ids that count as the paper's judge
     paper: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # base -> row -> key -> value
@@ -113,6 +116,7 @@ ALPACA_EVAL2 = Benchmark(
     claim_key="win_rate",  # LC has no per-question form: the claims compare the raw win rate
     questions_source="alpaca_eval_instructions",
     judge_sources={"reference": "alpaca_eval_reference", "lc_fit": "alpaca_eval_lc_fit"},
+    optional_roles=("lc_fit",),  # without df_gamed.csv: the raw win rate, and LC None with its reason
     paper_judge_name="GPT-4 Turbo",
     paper_judge_models=("gpt-4-1106-preview",),
     paper={
@@ -182,8 +186,44 @@ MT_BENCH = Benchmark(
     sizes=Sizes(80, (300.0, 105.0), (716.0, 908.0), (282.0, 565.0), None),
 )
 
+# The paper's downstream tasks (its Fig. 5, Llama-3.1-8B: SFT and AFT, direct and w/ Agg.). The figure's
+# values are not in the paper's text, so no paper numbers stand beside ours (docs/downstream.md).
+GSM8K = Benchmark(
+    name="gsm8k",
+    module="aft.eval.gsm8k",
+    data_kind="paper",
+    judge="lm_eval",
+    columns=(Column("flexible_extract", "GSM8K flex %"), Column("strict_match", "GSM8K strict %")),
+    headline="flexible_extract",
+    claim_key="flexible_extract",  # ASSUMPTION: the last number, so the claim does not hinge on format
+    questions_source="gsm8k_test",
+    paper_figure="Fig. 5",
+    # 1,319 problems (240 characters) in gsm8k_cot_llama's instruction (198 characters); scored by code
+    sizes=Sizes(1_319, (438.0,), (0.0,), (0.0,), 0),
+)
+
+IFEVAL = Benchmark(
+    name="ifeval",
+    module="aft.eval.ifeval",
+    data_kind="paper",
+    judge="lm_eval",
+    columns=(
+        Column("prompt_loose", "IFEval P-loose %"),
+        Column("prompt_strict", "IFEval P-strict %"),
+        Column("inst_loose", "IFEval I-loose %"),
+        Column("inst_strict", "IFEval I-strict %"),
+    ),
+    headline="prompt_loose",
+    claim_key="prompt_loose",  # ASSUMPTION: Tulu 3's IFEval number (prompt level, loose)
+    questions_source="ifeval_input",
+    judge_sources={"punkt_tab": "nltk_punkt_tab"},
+    paper_figure="Fig. 5",
+    # 541 prompts (211 characters), asked as they are; scored by code
+    sizes=Sizes(541, (211.0,), (0.0,), (0.0,), 0),
+)
+
 # in the report's column order
-REGISTRY: dict[str, Benchmark] = {b.name: b for b in (EXACT_MATCH, MT_BENCH, ALPACA_EVAL2)}
+REGISTRY: dict[str, Benchmark] = {b.name: b for b in (EXACT_MATCH, MT_BENCH, ALPACA_EVAL2, GSM8K, IFEVAL)}
 
 
 def benchmark(name: str) -> Benchmark:

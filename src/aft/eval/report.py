@@ -152,7 +152,14 @@ def judge_notes(results: list[dict]) -> str:
         rows = [r for r in results if r["bench"] == bench]
         paper_judge = REGISTRY[bench].paper_judge_name
         if paper_judge is None:
-            lines.append(f"- {bench}: {', '.join(names)}")
+            figure = REGISTRY[bench].paper_figure
+            shown = (
+                f"; the paper shows it in its {figure} only as a figure (its values are not in the text),"
+                " so no paper number stands beside ours"
+                if figure
+                else ""
+            )
+            lines.append(f"- {bench}: {', '.join(names)}{shown}")
             continue
         if all(r.get("paper_judge") for r in rows):
             verdict = f"the paper's judge ({paper_judge})"
@@ -207,8 +214,17 @@ def plot(results: list[dict], path, per_question: dict[int, dict[str, float]] | 
 
     table = collect(results)
     groups = sorted({(k[0], b) for k, v in table.items() for b in v})
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
-    for ax, (base, bench) in zip(axes[0], groups):
+    bases = sorted({base for base, _ in groups})
+    benches = [b for b in REGISTRY if any(g[1] == b for g in groups)]  # the report's column order
+    # a row per base, a panel per benchmark (Table 1's and Fig. 5's shape: direct vs w/ Agg. per variant)
+    fig, axes = plt.subplots(
+        len(bases), len(benches), figsize=(6 * len(benches), 4 * len(bases)), squeeze=False
+    )
+    for row, col in [(r, c) for r in range(len(bases)) for c in range(len(benches))]:
+        if (bases[row], benches[col]) not in groups:
+            axes[row][col].set_visible(False)
+    for base, bench in groups:
+        ax = axes[bases.index(base)][benches.index(bench)]
         key, title = REGISTRY[bench].headline, headline_column(bench).title
         found = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
         bars = [(label, estimate(rows, key, per_question)) for label, rows in found if rows]

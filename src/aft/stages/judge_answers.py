@@ -1,17 +1,18 @@
 """Stage `judge_answers`: score one model's answers on one benchmark.
 
-exact_match (miniature): the known answers. alpaca_eval2: LC and raw win rate against the
-gpt4_1106_preview reference outputs (--reference), through the alpaca-eval library, its LC fit on
-df_gamed.csv (--lc-fit). mt_bench: FastChat's
-single-answer grading of both turns with its judge prompts (--judge-prompts) and GPT-4 reference answers
-(--reference). LLM judges are called through the `judge.endpoint` (OpenAI API or any compatible server);
-the key comes from the environment variable `judge.endpoint.api_key_env` only. Every result names the
-judge that produced it.
+exact_match (miniature): the known answers. gsm8k and ifeval: lm-eval's own scorers (answer
+extraction and exact match; IFEval's instruction checks, with NLTK's punkt_tab from --punkt-tab).
+alpaca_eval2: LC and raw win rate against the gpt4_1106_preview reference outputs (--reference), through
+the alpaca-eval library, its LC fit on df_gamed.csv (--lc-fit). mt_bench: FastChat's single-answer
+grading of both turns with its judge prompts (--judge-prompts) and GPT-4 reference answers (--reference).
+LLM judges are called through the `judge.endpoint` (OpenAI API or any compatible server); the key comes
+from the environment variable `judge.endpoint.api_key_env` only. Every result names the judge (or
+scorer) that produced it.
 
 Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.judge_answers --config CFG --bench-name NAME --answers JSONL --bench JSONL \
-        [--reference FILE...] [--judge-prompts FILE...] [--lc-fit CSV] --out JSON --judgments JSONL \
-        --metrics FILE
+        [--reference FILE...] [--judge-prompts FILE...] [--lc-fit CSV] [--punkt-tab FILE...] \
+        --out JSON --judgments JSONL --metrics FILE
 """
 
 from __future__ import annotations
@@ -68,12 +69,15 @@ def arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="df_gamed.csv, alpaca-eval's length-controlled fit data",
     )
+    p.add_argument(
+        "--punkt-tab", type=Path, nargs="*", default=[], help="NLTK's punkt_tab files (IFEval's scorer)"
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--judgments", type=Path, required=True, help="per-question judgments (JSONL)")
 
 
 def run(
-    jc: JudgeConfig,
+    jc: JudgeConfig | None,
     name: str,
     answers: list[dict],
     bench: list[dict],
@@ -84,8 +88,12 @@ def run(
     spec = benchmark(name)
     code = importlib.import_module(spec.module)  # the benchmark's module, named by its registry entry
     if not spec.llm_judged:
-        result = code.exact_match(answers, bench) | {"judge": "exact_match", "paper_judge": False}
-        return result, code.judgment_rows(answers, bench), {}, {"judge": "exact_match"}
+        result, rows = code.score(answers, bench, files)
+        scorer = result.get("scorer", spec.judge)  # e.g. "lm-eval ifeval": the code that scored
+        result |= {"judge": scorer, "paper_judge": False}
+        return result, rows, {}, {"judge": scorer}
+    if jc is None:
+        raise SystemExit(f"benchmark {name!r} is judged by an LLM: --config needs the judge section")
     with judge_client(jc, name) as client:
         log.info("judging %s with %s", name, client.label)
         generator = "-".join(wildcards[k] for k in ("base", "variant", "mode") if k in wildcards)
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     def body(a: argparse.Namespace, cfg: dict) -> Outcome:
         wildcards = parse_wildcards(a.wildcards)
         result, rows, judge_metrics, record = run(
-            cfg["judge"],
+            cfg.get("judge"),
             a.bench_name,
             read_jsonl(a.answers),
             read_jsonl(a.bench),
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                 reference=read_all_records(a.reference),
                 judge_prompts=read_all_records(a.judge_prompts),
                 lc_fit=a.lc_fit[0] if a.lc_fit else None,
+                punkt_tab=a.punkt_tab,
             ),
             wildcards,
         )
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         write_jsonl(a.judgments, rows)
         return Outcome(flat_metrics(result) | judge_metrics, [a.out, a.judgments], record=record)
 
-    run_stage("judge_answers", __doc__, argv, arguments, {"judge": JudgeConfig}, body)
+    # a benchmark scored by lm-eval reads no judge settings (its jobs' keys leave them out)
+    run_stage("judge_answers", __doc__, argv, arguments, {"judge": JudgeConfig}, body, optional=("judge",))
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def estimate(
 ) -> list[StageCost]:
     """Cost per data stage. upper_bound: every generation runs to max_new_tokens."""
     on, tc, pc = cfg.on_policy, cfg.targets, cfg.proposals
-    n_bases = len(cfg.bases)
+    n_bases = len(cfg.grid.bases)
     sample = generated(lengths.generated, on.max_new_tokens, upper_bound)
     target = generated(lengths.generated, tc.max_new_tokens, upper_bound)
     out: list[StageCost] = [StageCost("build_proposals_off", 1, 0, 0, 0, 0, 0.0)]
@@ -257,7 +257,7 @@ def train_rows(
     rows = []
     for variant in cfg.grid.variants:
         # one training run per base and replica (grid.seeds)
-        bases = [b for b in cfg.bases if variant not in cfg.checkpoints.get(b, {})] * len(cfg.grid.seeds)
+        bases = [b for b in cfg.grid.bases if variant not in cfg.checkpoints.get(b, {})] * len(cfg.grid.seeds)
         if not bases:
             continue
         examples, epoch = train_set(cfg, variant, n_queries, lengths, template_tokens, upper_bound)
@@ -316,7 +316,7 @@ def inference_rows(
     """generate_answers, one row a (mode, benchmark): every (base, variant) answers with a vLLM engine at
     the base throughput (a fine-tuned model is as fast as its base)."""
     ic, rows = cfg.inference, []
-    jobs = len(cfg.bases) * len(cfg.grid.variants) * len(cfg.grid.seeds)
+    jobs = len(cfg.grid.bases) * len(cfg.grid.variants) * len(cfg.grid.seeds)
     gpus = ic.engine.tensor_parallel_size
     for mode in cfg.grid.modes:
         for name in cfg.grid.benchmarks:
@@ -348,12 +348,15 @@ def judge_rows(
     upper_bound: bool,
     benches: dict[str, Sizes] = BENCHES,
 ) -> list[StageCost]:
-    """judge_answers, one row a benchmark (every base, variant and mode): API calls, no GPU hours."""
-    jobs = len(cfg.bases) * len(cfg.grid.variants) * len(cfg.grid.modes) * len(cfg.grid.seeds)
+    """judge_answers, one row an LLM-judged benchmark (every base, variant and mode): API calls, no GPU
+    hours. GSM8K and IFEval are scored by lm-eval's code in seconds on a CPU: no row."""
+    jobs = len(cfg.grid.bases) * len(cfg.grid.variants) * len(cfg.grid.modes) * len(cfg.grid.seeds)
     mt = cfg.judge.mt_bench
     judgment = generated(judgment_tokens, mt.max_tokens, upper_bound) if mt else judgment_tokens
     rows = []
     for name in cfg.grid.benchmarks:
+        if not REGISTRY[name].llm_judged:
+            continue
         answer = generated(lengths.generated, answer_budget(cfg.inference, name), upper_bound)
         load = judge_load(bench_of(name, benches), answer, judgment, chars_per_token)
         rows.append(StageCost("judge_answers", jobs, jobs * load.requests, jobs * round(load.tokens_in),
@@ -507,7 +510,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({k: [r.__dict__ for r in v] for k, v in results.items()}, indent=2))
         return
     served = "API" if cfg.targets.endpoint else "vLLM in-process"
-    print(f"queries: {n_queries:,}; bases: {len(cfg.bases)}; K = {cfg.on_policy.num_samples};", end=" ")
+    print(f"queries: {n_queries:,}; bases: {len(cfg.grid.bases)}; K = {cfg.on_policy.num_samples};", end=" ")
     print(f"teacher: {cfg.targets.model} ({served})")
     print(f"ICL prompt {icl} tokens, template {template} tokens ({cpt} characters a token)")
     print(
