@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def vllm_server(
+    model: Path, served: str, log: Path, *args: str, port: int | None = None, startup_s: float = 300
+):
+    """vLLM's OpenAI-compatible server (CPU build) on 127.0.0.1 serving `model` as `served`, with extra
+    server `args`; yields {"base_url", "port", "startup_s"} once /health answers, and stops it (and the
+    engine process it started) afterwards."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    port = port or free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        *("--model", str(model), "--served-model-name", served, "--host", "127.0.0.1", "--port", str(port)),
+        *("--dtype", "float32", "--enforce-eager", "--block-size", "32", *args),
+    ]
+    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    started = time.time()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.time() - started > startup_s:
+                    pytest.fail("vLLM server did not start:\n" + log.read_text()[-3000:])
+                time.sleep(1)
+            startup = time.time() - started
+            yield {"base_url": f"http://127.0.0.1:{port}/v1", "port": port, "startup_s": startup}
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def copy_workflow(dest: Path) -> Path:

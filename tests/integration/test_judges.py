@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import pytest
 from aft.eval import alpaca_eval2, mt_bench
 from aft.pipeline.io import read_json, read_jsonl, write_jsonl
 from aft.pipeline.sources import read_records
-from tests.conftest import free_port, shared_file
+from tests.conftest import shared_file, vllm_server
 from tests.judge_fakes import FakeJudgeServer, Reply, write_synthetic_df_gamed
 
 pytestmark = pytest.mark.integration
@@ -98,38 +97,9 @@ def server(tmp_path_factory):
     shared_file("data/alpaca_eval/instructions.jsonl")
     root = tmp_path_factory.mktemp("judge")
     build_bigram_judge(root / "model")
-    port = free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115 (closed in teardown)
-    cmd = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        *("--model", str(root / "model"), "--served-model-name", SERVED),
-        *("--host", "127.0.0.1", "--port", str(port), "--api-key", CANARY),
-        *("--dtype", "float32", "--max-model-len", "16384", "--enforce-eager", "--block-size", "32"),
-    ]
-    env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": "1"}
-    started = time.time()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() - started > STARTUP_S:
-                pytest.fail("vLLM server did not start:\n" + (root / "server.log").read_text()[-3000:])
-            time.sleep(1)
-        yield {"base_url": f"http://127.0.0.1:{port}/v1", "root": root, "startup_s": time.time() - started}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and the engine process it started
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    args = ("--api-key", CANARY, "--max-model-len", "16384")
+    with vllm_server(root / "model", SERVED, root / "server.log", *args, startup_s=STARTUP_S) as running:
+        yield running | {"root": root}
 
 
 def judge_config(base_url: str) -> str:

@@ -30,6 +30,18 @@ def check_gpus(tensor_parallel_size: int, visible: int) -> None:
         )
 
 
+def count_finish(stats: EngineStats, finish_reason: str | None, stop_reason, text: str) -> None:
+    """Count how one generation ended (vLLM: finish_reason "stop" with no stop_reason is the end-of-turn
+    token; a stop string or token id sets stop_reason; "length" is max_tokens), and empty answers."""
+    if finish_reason == "length":
+        stats.finished_length += 1
+    elif stop_reason is None:
+        stats.finished_eos += 1
+    else:
+        stats.finished_stop_string += 1
+    stats.empty_outputs += not text.strip()
+
+
 @dataclass
 class VLLMEngine:
     """The real vLLM engine. `SamplingParams(n=...)` + prefix caching: each prompt prefilled once."""
@@ -110,6 +122,8 @@ class VLLMEngine:
             self.stats.prompt_tokens += len(out.prompt_token_ids or [])
             self.stats.cached_prompt_tokens += out.num_cached_tokens or 0
             self.stats.generated_tokens += sum(len(c.token_ids) for c in out.outputs)
+            for c in out.outputs:
+                count_finish(self.stats, c.finish_reason, c.stop_reason, c.text)
             result.append([c.text for c in sorted(out.outputs, key=lambda c: c.index)])
         return result
 

@@ -28,6 +28,11 @@ class EngineStats:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     generated_tokens: int = 0
+    # how each generation ended: the model's end-of-turn token, a stop string, or max_tokens (cut off)
+    finished_eos: int = 0
+    finished_stop_string: int = 0
+    finished_length: int = 0
+    empty_outputs: int = 0
 
     def as_dict(self, prefix: str = "") -> dict[str, int]:
         return {f"{prefix}{k}": v for k, v in self.__dict__.items()}
