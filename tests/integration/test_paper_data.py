@@ -35,6 +35,8 @@ SHARED_COPIES = {  # paper source -> its copy in ../shared/data
     "mt_bench_reference_answers": "mt_bench/reference_answer_gpt-4.jsonl",
     "mt_bench_judge_prompts": "mt_bench/judge_prompts.jsonl",
     "aggregation_template": "aft/aggregation_template.txt",
+    "gsm8k_test": "gsm8k/test.jsonl",
+    "ifeval_input": "ifeval/input_data.jsonl",
 }
 N_NORMAL = 34  # plain UltraFeedback rows; the edge cases below come on top
 ON_SHARD, TARGET_SHARD, MAX_LENGTH = 4, 8, 1024
@@ -177,7 +179,8 @@ def targets_of_run(wf: Path) -> list[str]:
     """The training sets, the benchmarks, and every benchmark/judge/template source file."""
     paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     out = [f"{folder(wf, 'build_dataset', base=b, variant=v)}/train.jsonl" for b in BASES for v in VARIANTS]
-    out += [f"{folder(wf, 'prepare_bench', bench=b)}/bench.jsonl" for b in ("alpaca_eval2", "mt_bench")]
+    benches = ("alpaca_eval2", "mt_bench", "gsm8k", "ifeval")
+    out += [f"{folder(wf, 'prepare_bench', bench=b)}/bench.jsonl" for b in benches]
     return out + [
         f"results/download_source/{name}/{f['name']}"
         for name in SHARED_COPIES
@@ -256,6 +259,13 @@ def test_benchmarks_are_the_real_files(run):
     mt = rows(wf / folder(wf, "prepare_bench", bench="mt_bench") / "bench.jsonl")
     assert len(mt) == 80 and [r["id"] for r in mt] == [str(i) for i in range(81, 161)]
     assert all(len(r["turns"]) == 2 for r in mt)
+    # Fig. 5's tasks: every GSM8K problem inside the paper config's answer-format instruction
+    gsm = rows(wf / folder(wf, "prepare_bench", bench="gsm8k") / "bench.jsonl")
+    problem = json.loads((SHARED / "data/gsm8k/test.jsonl").open().readline())["question"]
+    prompt = (ROOT / "config/prompts/gsm8k_cot_llama.txt").read_text()
+    assert len(gsm) == 1319 and gsm[0]["turns"] == [prompt.replace("{question}", problem)]
+    ife = rows(wf / folder(wf, "prepare_bench", bench="ifeval") / "bench.jsonl")
+    assert len(ife) == 541 and ife[0]["id"] == "ifeval1000" and len(ife[0]["doc"]["instruction_id_list"]) == 3
 
 
 def test_ultrafeedback_is_normalised_with_every_drop_counted(run):

@@ -99,6 +99,25 @@ def test_several_seeds_resample_seeds_and_questions_and_each_seed_is_shown():
     assert "| 3 | 200 |" in table and "| b | x | AFT-off-policy > SFT | +10.0 [" in table
 
 
+def test_a_claim_no_question_can_decide_is_named_not_checked():
+    """A judge that scored nothing (every MT-Bench judgment of a weak open judge unparsable) leaves a row
+    with no per-question score: its claims are listed as not checked, the others go on."""
+    scores = {
+        ("b", "mt", "sft", "direct"): {"0": {}},
+        ("b", "mt", "sft", "agg"): {"0": {}},
+        ("b", "x", "sft", "direct"): {"0": {i: 0.0 for i in IDS}},
+        ("b", "x", "sft", "agg"): {"0": {i: 100.0 for i in IDS}},
+    }
+    rows = check_claims(scores)
+    assert [(r.bench, r.verdict) for r in rows] == [("x", "contradicted")]
+    assert claims.unchecked_claims(scores) == ["b mt: SFT w/ Agg. not better than SFT"]
+    table = claims.markdown(rows, {"x": "X %"}, claims.unchecked_claims(scores))
+    assert table.endswith(
+        "Not checked (no question has a score in both rows, e.g. every judgment unparsable):"
+        " b mt: SFT w/ Agg. not better than SFT.\n"
+    )
+
+
 def test_seeds_must_match_across_the_two_rows():
     with pytest.raises(ValueError, match="share no seed"):
         claims.claim_interval({"0": {"a": 1.0}}, {"1": {"a": 1.0}})

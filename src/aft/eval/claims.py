@@ -94,6 +94,23 @@ def claim_interval(higher: dict[str, dict[str, float]], lower: dict[str, dict[st
     return Interval(diff, lo, hi, n)
 
 
+def compared(scores: dict[tuple[str, str, str, str], dict[str, dict[str, float]]]):
+    """(base, bench, claim, higher, lower) for every claim whose two rows were evaluated, each side kept to
+    the seeds in which some question was scored in both rows (a judge that scored nothing leaves none)."""
+    for base, bench in sorted({(k[0], k[1]) for k in scores}):
+        for claim in CLAIMS:
+            hi, lo = scores.get((base, bench, *claim.higher)), scores.get((base, bench, *claim.lower))
+            if hi is None or lo is None:
+                continue
+            seeds = [s for s in set(hi) & set(lo) if set(hi[s]) & set(lo[s])]
+            yield base, bench, claim, {s: hi[s] for s in seeds}, {s: lo[s] for s in seeds}
+
+
+def unchecked_claims(scores: dict[tuple[str, str, str, str], dict[str, dict[str, float]]]) -> list[str]:
+    """The claims whose two rows were evaluated but share no scored question, as `base benchmark: claim`."""
+    return [f"{base} {bench}: {claim.text}" for base, bench, claim, hi, _ in compared(scores) if not hi]
+
+
 def check_claims(
     scores: dict[tuple[str, str, str, str], dict[str, dict[str, float]]],
     paper: dict[tuple[str, str], dict[Row, float]] | None = None,
@@ -103,17 +120,15 @@ def check_claims(
     scores: (base, bench, variant, mode) -> seed -> question id -> score; paper: (base, bench) -> row ->
     the paper's number for the compared score, where the paper has one."""
     rows = []
-    for base, bench in sorted({(k[0], k[1]) for k in scores}):
+    for base, bench, claim, hi, lo in compared(scores):
+        if not hi:
+            continue  # no question scored in both rows (unchecked_claims names it)
         numbers = (paper or {}).get((base, bench), {})
-        for claim in CLAIMS:
-            hi, lo = scores.get((base, bench, *claim.higher)), scores.get((base, bench, *claim.lower))
-            if hi is None or lo is None:
-                continue
-            iv = claim_interval(hi, lo)
-            per_seed = {s: paired_bootstrap(hi[s], lo[s]) for s in sorted(set(hi) & set(lo), key=int)}
-            paper_hi, paper_lo = numbers.get(claim.higher), numbers.get(claim.lower)
-            paper_diff = None if paper_hi is None or paper_lo is None else round(paper_hi - paper_lo, 2)
-            rows.append(ClaimRow(base, bench, claim, iv, paper_diff, verdict(iv, claim.expect), per_seed))
+        iv = claim_interval(hi, lo)
+        per_seed = {s: paired_bootstrap(hi[s], lo[s]) for s in sorted(hi, key=int)}
+        paper_hi, paper_lo = numbers.get(claim.higher), numbers.get(claim.lower)
+        paper_diff = None if paper_hi is None or paper_lo is None else round(paper_hi - paper_lo, 2)
+        rows.append(ClaimRow(base, bench, claim, iv, paper_diff, verdict(iv, claim.expect), per_seed))
     return rows
 
 
@@ -121,11 +136,18 @@ def _interval(iv: Interval) -> str:
     return f"{iv.diff:+.1f} [{iv.lo:+.1f}, {iv.hi:+.1f}]"
 
 
-def markdown(rows: list[ClaimRow], measures: dict[str, str]) -> str:
+def markdown(rows: list[ClaimRow], measures: dict[str, str], unchecked: list[str] = ()) -> str:
     """The claims table: claim, measured difference with its 95% interval, the paper's, verdict; with
-    several seeds, each seed's interval after it."""
+    several seeds, each seed's interval after it; then the claims no question could decide."""
+    note = (
+        "\nNot checked (no question has a score in both rows, e.g. every judgment unparsable): "
+        + "; ".join(unchecked)
+        + ".\n"
+        if unchecked
+        else ""
+    )
     if not rows:
-        return "No claim could be checked: the grid lacks the rows the claims compare.\n"
+        return "No claim could be checked: the grid lacks the rows the claims compare.\n" + note
     lines = [
         "| base | benchmark | claim | measured difference [95% CI] | paper | verdict | seeds | questions |",
         "|---|---|---|---|---|---|---|---|",
@@ -149,4 +171,4 @@ def markdown(rows: list[ClaimRow], measures: dict[str, str]) -> str:
         for r in rows:
             cells = [_interval(r.per_seed[s]) if s in r.per_seed else "–" for s in seeds]
             lines.append(f"| {r.base} | {r.bench} | {r.claim.text} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + note

@@ -108,7 +108,7 @@ def samples_section(answers: list[dict], judgments: list[dict], questions: int =
             name = "proposals" if depth == 0 else f"aggregation layer {depth}"
             out.append(f"- {name}: " + " | ".join(f"`{_one_line(t)}`" for t in layer))
         out.append(f"- final: `{_one_line(a['outputs'][-1])}`")
-        out.append(f"- verdict: {_verdict(verdicts.get(a['id']))}")
+        out.append(f"- verdict: {verdict_line(verdicts.get(a['id']))}")
         out.append("")
     return "\n".join(out)
 
@@ -118,10 +118,16 @@ def _one_line(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _verdict(j: dict | None) -> str:
+def verdict_line(j: dict | None, longest: int = 60) -> str:
+    """A judgment row's verdict on one line: its short fields (the preference, the score, the extracted
+    answer), not the texts the judge read (AlpacaEval's rows carry the instruction and both outputs)."""
     if j is None:
         return "not judged"
-    shown = {k: v for k, v in j.items() if k not in ("id", "judgment", "prompt", "output")}
+    shown = {
+        k: v
+        for k, v in j.items()
+        if k not in ("id", "judgment", "prompt", "output") and not (isinstance(v, str) and len(v) > longest)
+    }
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 

@@ -201,7 +201,8 @@ def claims_section(
             rm: by_label[row_label(*rm)][key] for rm in ROW_ORDER if key in by_label.get(row_label(*rm), {})
         }
     rows = claims.check_claims(scores, paper)
-    return claims.markdown(rows, {b: REGISTRY[b].claim_column.title for b in benches}), rows
+    measures = {b: REGISTRY[b].claim_column.title for b in benches}
+    return claims.markdown(rows, measures, claims.unchecked_claims(scores)), rows
 
 
 def plot(results: list[dict], path, per_question: dict[int, dict[str, float]] | None = None) -> None:
