@@ -153,3 +153,22 @@ def test_headline_metrics_name_each_result_and_leave_out_missing_scores():
         "b.sft.agg.exact_match.accuracy": 41.5,
         "b.aft_on.agg.mt_bench.avg": 6.25,
     }
+
+
+def test_a_plot_panel_shows_the_raw_win_rate_when_no_row_has_the_lc_one():
+    """AlpacaEval 2 without df_gamed.csv: LC is None on every row, so the panel plots the raw win rate
+    (the claims' score) rather than an empty frame; with LC, LC as before (the headline)."""
+    from aft.eval.report import collect, panel
+
+    no_lc = [
+        _result("b", "sft", m, "alpaca_eval2", lc_win_rate=None, win_rate=w)
+        for m, w in (("direct", 46.3), ("agg", 43.3))
+    ]
+    title, bars = panel(collect(no_lc), "b", "alpaca_eval2", None)
+    assert title == "AE2 WR %" and [(label, e.mean) for label, e in bars] == [
+        ("SFT", 46.3),
+        ("SFT w/ Agg.", 43.3),
+    ]
+    with_lc = [_result("b", "sft", "direct", "alpaca_eval2", lc_win_rate=12.0, win_rate=20.0)]
+    title, bars = panel(collect(with_lc), "b", "alpaca_eval2", None)
+    assert title == "AE2 LC %" and bars[0][1].mean == 12.0

@@ -205,6 +205,21 @@ def claims_section(
     return claims.markdown(rows, measures, claims.unchecked_claims(scores)), rows
 
 
+def panel(
+    table: dict, base: str, bench: str, per_question: dict[int, dict[str, float]] | None
+) -> tuple[str, list[tuple[str, Estimate]]]:
+    """One plot panel: the column it shows and (row label, estimate) per row of the table. The headline
+    score, or the claims' score where no row has the headline (AlpacaEval 2 without df_gamed.csv has no
+    LC win rate, only the raw one)."""
+    found = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
+    bars: list[tuple[str, Estimate]] = []
+    for col in (headline_column(bench), REGISTRY[bench].claim_column):
+        bars = [(label, e) for label, rows in found if rows and (e := estimate(rows, col.key, per_question))]
+        if bars:
+            return col.title, bars
+    return headline_column(bench).title, bars
+
+
 def plot(results: list[dict], path, per_question: dict[int, dict[str, float]] | None = None) -> None:
     """Grouped bars: each base and benchmark's headline score per row of the table (mean over seeds),
     with its 95% interval as an error bar (see `estimate`)."""
@@ -226,10 +241,7 @@ def plot(results: list[dict], path, per_question: dict[int, dict[str, float]] | 
             axes[row][col].set_visible(False)
     for base, bench in groups:
         ax = axes[bases.index(base)][benches.index(bench)]
-        key, title = REGISTRY[bench].headline, headline_column(bench).title
-        found = [(row_label(v, m), table.get((base, v, m), {}).get(bench)) for v, m in ROW_ORDER]
-        bars = [(label, estimate(rows, key, per_question)) for label, rows in found if rows]
-        bars = [(label, e) for label, e in bars if e is not None]
+        title, bars = panel(table, base, bench, per_question)
         means = [e.mean for _, e in bars]
         errors = [
             [e.mean - e.lo if e.lo is not None else 0 for _, e in bars],
