@@ -94,7 +94,6 @@ def test_answers_end_at_the_models_end_of_turn_never_empty_or_cut_inside_a_chara
     generations = SLICE * turns * (1 if mode == "direct" else 5 * 2 + 1)  # n = 5, two aggregation layers
     assert m["engine_finished_eos"] + m["engine_finished_length"] == generations
     assert m["engine_finished_stop_string"] == 0 and m["engine_empty_outputs"] == 0
-    assert m["engine_finished_eos"] > 0  # the model's own <|im_end|> ends answers (vLLM reads it)
     for row in read_jsonl(folder_ / "answers.jsonl"):
         assert len(row["outputs"]) == turns
         for text in row["outputs"]:
@@ -102,16 +101,39 @@ def test_answers_end_at_the_models_end_of_turn_never_empty_or_cut_inside_a_chara
             assert "\ufffd" not in text  # no character cut in half by the detokenizer
 
 
+def test_the_models_end_of_turn_token_ends_answers(run):
+    """Over every job, answers end at <|im_end|> (vLLM reads it from the converted folder's generation
+    config): a wrong stop setting would leave every answer running to max_tokens."""
+    ended = [
+        read_json(jobs(run, "generate_answers", mode, bench) / "metrics.json")["metrics"][
+            "engine_finished_eos"
+        ]
+        for mode in ("direct", "agg")
+        for bench in BENCHES
+    ]
+    assert sum(ended) >= 10, ended
+
+
 @pytest.mark.parametrize("bench", ["gsm8k", "ifeval", "alpaca_eval2"])
 def test_vllm_renders_the_models_own_chat_template(run, bench):
     """Direct answers of a single-turn benchmark: the tokens vLLM prefilled are exactly the model's own
-    ChatML template rendered over each question (with its default system turn)."""
+    ChatML template rendered over the official proposal-layer messages (system "\n", which takes the
+    place of SmolLM2's default system turn, then the question)."""
     from transformers import AutoTokenizer
+
+    from aft.method.prompts import proposal_messages
 
     tok = AutoTokenizer.from_pretrained(run["model"])
     bench_rows = read_jsonl(folder(run["wf"], "prepare_bench", bench=bench) / "bench.jsonl")
     expected = sum(
-        len(tok.apply_chat_template([{"role": "user", "content": r["turns"][0]}], add_generation_prompt=True))
+        len(
+            tok.apply_chat_template(
+                proposal_messages([{"role": "user", "content": r["turns"][0]}]),
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+            )["input_ids"]
+        )
         for r in bench_rows
     )
     m = read_json(jobs(run, "generate_answers", "direct", bench) / "metrics.json")["metrics"]
