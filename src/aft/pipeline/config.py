@@ -981,7 +981,7 @@ def file_problems(cfg: Config) -> list[str]:
     ]
     trained_aggregators = [
         f"{base}/{variant}"
-        for base in cfg.bases
+        for base in cfg.grid.bases
         for variant in cfg.grid.variants
         if variant != "sft" and variant not in cfg.checkpoints.get(base, {})
     ]
