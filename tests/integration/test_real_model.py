@@ -50,6 +50,7 @@ def run(tmp_path_factory):
     """The overlay end to end: the model converted, the judge server started on it, then the pipeline."""
     shared_file("data/gsm8k/test.jsonl")
     root = tmp_path_factory.mktemp("real_model")
+    (root / "wf").mkdir()
     wf = copy_workflow(root / "wf")
     (root / "shared").symlink_to(SHARED)  # the overlay reads ../shared/data from the working directory
     port = free_port()
