@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 from pathlib import Path
 
 from aft.eval.registry import benchmark
@@ -76,13 +75,11 @@ def run(data: DataConfig, settings: BenchConfig | None, bench: str, files: list[
 
 def main(argv: list[str] | None = None) -> None:
     def body(a: argparse.Namespace, cfg: dict) -> Outcome:
-        # `bench` is given only when the config names the benchmark (so a config without the section
-        # keeps its keys); the runner checked `data`, this checks `bench` the same way
-        raw = json.loads(a.config).get("bench")
-        settings = None if raw is None else BenchConfig.model_validate(raw)
-        return Outcome(run(cfg["data"], settings, a.bench, a.source, a.out), [a.out])
+        return Outcome(run(cfg["data"], cfg.get("bench"), a.bench, a.source, a.out), [a.out])
 
-    run_stage("prepare_bench", __doc__, argv, arguments, {"data": DataConfig}, body)
+    # `bench` is given only when the config names the benchmark (a config without the section keeps its keys)
+    models = {"data": DataConfig, "bench": BenchConfig}
+    run_stage("prepare_bench", __doc__, argv, arguments, models, body, optional=("bench",))
 
 
 if __name__ == "__main__":
