@@ -1,74 +1,169 @@
-"""Benchmark: propose-and-aggregate call patterns on the same vLLM engine and model.
+"""Benchmark: three call patterns of propose-and-aggregate on the same vLLM engine, model and questions.
 
-ours:     one call per layer for all queries, SamplingParams(n=5), prefix caching (prompt prefilled once)
-official: each prompt repeated n times with n=1, queries in batches of 16 (Linzwcs/AFT's pattern)
-Both produce the same number of outputs (5 + 5 + 1 per query with the default settings).
+official:      each prompt repeated n times with n=1, questions in batches of 16, every layer of a batch
+               one call (Linzwcs/AFT's pattern: a batch waits for its slowest generation at every layer)
+layered:       every layer one call over all questions, SamplingParams(n) with the prompt prefilled once
+               (the pipeline's built-in agg): every question waits for the layer's slowest generation
+barrier_free:  each question's next layer enters the engine as soon as its own previous layer is done
+               (aft.method.aggregate.propose_and_aggregate(barrier_free=True), VLLMEngine.run_programs)
 
-Usage:
-    python benchmarks/propose_aggregate_throughput.py --model results/train_model/mini/aft_off/model \
-        --bench results/prepare_bench/exact_match.jsonl [--config config/config.yaml] [--queries 200]
+All three make the same generations per question (n x num_aggregation + 1); layered and barrier_free
+are seeded per question and must give the same answers (checked, and reported). The page it writes
+(--out) holds the command, the machine and the figures: wall time, generated tokens per second, and
+prompt tokens submitted and actually computed (the rest came from the prefix cache).
+
+Usage (the real instruct model of docs/downstream.md, AlpacaEval 2 prompts, 256-token answers):
+    python benchmarks/propose_aggregate_throughput.py --model MODEL_DIR \
+        --bench ../shared/data/alpaca_eval/instructions.jsonl --bench-name alpaca_eval2 \
+        --configfile config/config.yaml config/experiments/real_model_cpu.yaml \
+        --queries 32 --max-tokens 256 --out docs/results/barrier_free.md
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
-import yaml
-
+from aft.eval.registry import REGISTRY
 from aft.gen.engine import RepeatedPromptEngine, VLLMEngine
-from aft.method.aggregate import answer_dialogues, answerer
-from aft.method.interface import EngineStats
+from aft.method.aggregate import propose_and_aggregate
+from aft.method.interface import EngineStats, Usage
 from aft.method.prompts import load_template
 from aft.pipeline.config import load_config
-from aft.pipeline.io import read_jsonl
+from aft.pipeline.configfile import read_config_files
+from aft.pipeline.io import atomic_write_text, read_jsonl
+from aft.pipeline.tracking import cpu_facts
 from aft.stages.generate_answers import settings
 
+OFFICIAL_BATCH = 16  # Linzwcs/AFT's batch of questions
+PATTERNS = ("official", "layered", "barrier_free")
 
-def measure(engine, pattern_engine, turns, s, template, batch_size) -> dict:
+
+def questions(path: Path, bench: str | None) -> list[dict]:
+    """The benchmark's rows: a prepared file as it is, or a source file through its registry module."""
+    if bench is None:
+        return read_jsonl(path)
+    from aft.pipeline.sources import read_records
+
+    return importlib.import_module(REGISTRY[bench].module).question_rows(read_records(path))
+
+
+def run_pattern(name: str, engine: VLLMEngine, convs: list, s, template: str, seed: int) -> tuple[dict, list]:
+    """One pattern from a cold prefix cache: its figures and its answers."""
     engine.llm.reset_prefix_cache()
     engine.stats = EngineStats()
-    t0 = time.perf_counter()
-    answers, _ = answer_dialogues(turns, answerer("agg", pattern_engine, s, template), batch_size=batch_size)
-    wall = time.perf_counter() - t0
+    started = time.perf_counter()
+    if name == "official":
+        answers, usage = [], []
+        for k in range(0, len(convs), OFFICIAL_BATCH):
+            a, _, u = propose_and_aggregate(
+                RepeatedPromptEngine(engine), convs[k : k + OFFICIAL_BATCH], s, template
+            )
+            answers += a
+            usage += u
+    else:
+        answers, _, usage = propose_and_aggregate(
+            engine, convs, s, template, seed=seed, barrier_free=name == "barrier_free"
+        )
+    wall = time.perf_counter() - started
+    total = sum(usage, Usage())
     st = engine.stats
-    return {
+    figures = {
         "wall_s": wall,
         "requests": st.requests,
-        "generated_tokens": st.generated_tokens,
-        "generated_tok_per_s": st.generated_tokens / wall,
-        "prompt_tokens": st.prompt_tokens,
-        "prefill_tokens_computed": st.prompt_tokens - st.cached_prompt_tokens,
-        "answers": sum(len(a) for a in answers),
+        "generations": (st.finished_eos + st.finished_stop_string + st.finished_length),
+        "generated_tokens": total.generated_tokens,
+        "generated_tok_per_s": total.generated_tokens / wall,
+        "prompt_tokens": total.prompt_tokens,
+        "prefill_tokens_computed": total.prompt_tokens - total.cached_prompt_tokens,
+        "cut_at_max_tokens": st.finished_length,
     }
+    return figures, answers
+
+
+def page(command: str, header: str, best: dict[str, dict], same: bool) -> str:
+    rows = list(best["official"])
+    lines = [
+        f"<!-- generated by `{command}`: do not edit by hand -->",
+        "",
+        "# Propose-and-aggregate: three call patterns on one engine",
+        "",
+        header,
+        "",
+        "| figure | " + " | ".join(PATTERNS) + " | official ÷ barrier_free |",
+        "|---|" + "---|" * (len(PATTERNS) + 1),
+    ]
+    for k in rows:
+        o, b = best["official"][k], best["barrier_free"][k]
+        cells = [
+            f"{best[p][k]:,.1f}" if isinstance(best[p][k], float) else f"{best[p][k]:,}" for p in PATTERNS
+        ]
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {o / b if b else float('nan'):.2f} |")
+    lines += [
+        "",
+        f"Layered and barrier-free answers identical (seeded per question): {'yes' if same else 'NO'}.",
+        "Each pattern starts from an empty prefix cache; the best of the repeats is kept.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--bench", type=Path, required=True)
-    p.add_argument("--config", type=Path, default=Path("config/config.yaml"))
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=2, help="alternating runs per pattern; best is kept")
+    p.add_argument("--model", required=True, help="a model folder (e.g. the converted SmolLM2)")
+    p.add_argument(
+        "--bench",
+        type=Path,
+        required=True,
+        help="a prepare_bench bench.jsonl, or with --bench-name"
+        " the benchmark's source file (e.g. AlpacaEval 2's instructions)",
+    )
+    p.add_argument("--bench-name", default=None, help="read --bench as this registry benchmark's source file")
+    p.add_argument("--configfile", nargs="+", default=["config/config.yaml"], help="its inference section")
+    p.add_argument("--queries", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=None, help="override inference.max_tokens")
+    p.add_argument(
+        "--seed", type=int, default=2025, help="the per-question seeds of layered and barrier_free"
+    )
+    p.add_argument("--repeats", type=int, default=1, help="runs per pattern (alternating); the best is kept")
+    p.add_argument("--out", type=Path, default=None, help="write the figures as a Markdown page")
     args = p.parse_args()
-    ic = load_config(yaml.safe_load(args.config.read_text())).inference
-    turns = [r["turns"] for r in read_jsonl(args.bench)[: args.queries]]
-    engine = VLLMEngine(args.model, ic.engine, seed=ic.seed, progress=False)
+    ic = load_config(read_config_files(args.configfile)).inference
+    if args.max_tokens:
+        ic = ic.model_copy(update={"max_tokens": args.max_tokens})
+    convs = [
+        [{"role": "user", "content": r["turns"][0]}]
+        for r in questions(args.bench, args.bench_name)[: args.queries]
+    ]
+    engine = VLLMEngine(args.model, ic.engine, seed=ic.seed, progress=False, per_request_seeds=True)
     s, template = settings(ic), load_template(ic.template_file)
-    patterns = {"ours": (engine, None), "official": (RepeatedPromptEngine(engine), 16)}
     best: dict[str, dict] = {}
+    answers: dict[str, list] = {}
     for _ in range(args.repeats):
-        for name, (eng, batch) in patterns.items():
-            r = measure(engine, eng, turns, s, template, batch)
-            if name not in best or r["wall_s"] < best[name]["wall_s"]:
-                best[name] = r
-    keys = list(best["ours"])
-    print(f"{len(turns)} queries, n={s.n}, num_aggregation={s.num_aggregation}, model={args.model}")
-    print(f"{'':<26}{'ours':>14}{'official':>14}{'official/ours':>15}")
-    for k in keys:
-        o, f = best["ours"][k], best["official"][k]
-        print(f"{k:<26}{o:>14.1f}{f:>14.1f}{(f / o if o else float('nan')):>15.2f}")
+        for name in PATTERNS:
+            figures, answers[name] = run_pattern(name, engine, convs, s, template, args.seed)
+            print(name, {k: round(v, 1) for k, v in figures.items()}, flush=True)
+            if name not in best or figures["wall_s"] < best[name]["wall_s"]:
+                best[name] = figures
+    same = answers["layered"] == answers["barrier_free"]
+    facts = cpu_facts()
+    cpu, isa = facts["cpu"], facts["cpu_isa"]
+    header = (
+        f"{len(convs)} questions of {args.bench}, n={s.n}, num_aggregation={s.num_aggregation}"
+        f" ({s.n * s.num_aggregation + 1} generations a question), max_tokens={s.max_tokens},"
+        f" model {args.model}; {cpu} ({isa}), {platform.system()}; official batches of {OFFICIAL_BATCH}"
+        " questions."
+    )
+    command = "python " + shlex.join(sys.argv)
+    text = page(command, header, best, same)
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":

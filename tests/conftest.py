@@ -31,6 +31,7 @@ MINIATURE_JOBS = {
     "train_model": 3,
     "generate_answers": 6,
     "judge_answers": 6,
+    "measure_target_loss": 1,  # §6.1: the base and the 3 trained models
     "make_report": 1,
 }
 

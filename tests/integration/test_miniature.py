@@ -237,11 +237,15 @@ RERUNS = [
     ("inference-n", {"inference": {"n": 3}}, DOWNSTREAM_OF_TRAIN),
     ("judge-model", {"judge": {"model": "another-judge"}}, {"judge_answers": 6, "make_report": 1, "all": 1}),
     ("report", {"report": {"paper_table": False}}, {"make_report": 1, "all": 1}),
-    ("train-lr", {"train": {"learning_rate": 0.001}}, {"train_model": 3, **DOWNSTREAM_OF_TRAIN}),
+    (
+        "train-lr",
+        {"train": {"learning_rate": 0.001}},
+        {"train_model": 3, "measure_target_loss": 1, **DOWNSTREAM_OF_TRAIN},
+    ),
     (
         "dataset-direct-share",
         {"dataset": {"direct_fraction": 0.5}},
-        {"build_dataset": 3, "train_model": 3, **DOWNSTREAM_OF_TRAIN},
+        {"build_dataset": 3, "train_model": 3, "measure_target_loss": 1, **DOWNSTREAM_OF_TRAIN},
     ),
     ("tracking-only", {"tracking": {"experiment": "renamed"}}, {}),
     (
@@ -253,6 +257,7 @@ RERUNS = [
             "build_targets": 1,
             "build_dataset": 1,
             "train_model": 1,
+            "measure_target_loss": 1,
             "generate_answers": 2,
             "judge_answers": 2,
             "make_report": 1,
@@ -319,3 +324,80 @@ def test_compare_names_the_first_job_two_runs_of_one_config_disagree_on(run, tmp
     assert out.returncode == 1, out.stderr
     assert "First difference along the DAG: build_base[base=mini]: bytes: same job (key" in out.stdout
     assert "model/model.safetensors" in out.stdout
+
+
+STRATEGIES = {
+    "experiment": "strategies",
+    "description": "named strategies on AFT-on-policy",
+    "grid": {"modes": ["direct", "agg", "agg-w2-d1", "agg-w2-d2", "vote-4"]},
+    "strategies": {
+        "agg-w2-d1": {"kind": "propose_aggregate", "n": 2, "num_aggregation": 1, "variants": ["aft_on"]},
+        "agg-w2-d2": {
+            "kind": "propose_aggregate",
+            "n": 2,
+            "num_aggregation": 2,
+            "schedule": "barrier_free",
+            "variants": ["aft_on"],
+        },
+        "vote-4": {"kind": "majority_vote", "n": 4, "variants": ["aft_on"]},
+    },
+}
+
+
+def test_named_strategies_add_their_jobs_curves_and_scaling_claims(run):
+    """Three named strategies on one variant: only their answer and judge jobs run; the report sets them
+    against their cost and checks width, depth and the matched majority vote."""
+    args = _patched(run, "strategies", STRATEGIES)
+    assert dry_run(run, *args) == {"generate_answers": 3, "judge_answers": 3, "make_report": 1, "all": 1}
+    proc = subprocess.run(["snakemake", "--cores", "2", *args], cwd=run, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def answers(mode: str) -> Path:
+        return (
+            run
+            / job_dir("generate_answers", *args[1:], root=run, variant="aft_on", mode=mode)
+            / "answers.jsonl"
+        )
+
+    vote = answers("vote-4")
+    rows = [json.loads(line) for line in vote.open()]
+    assert all(len(r["trace"][0][0]) == 4 and r["outputs"][0] in r["trace"][0][0] for r in rows)
+    assert all(r["usage"]["requests"] == 1 and r["usage"]["generated_tokens"] > 0 for r in rows)
+    assert [len(x) for x in json.loads(answers("agg-w2-d2").open().readline())["trace"][0]] == [2, 2, 1]
+    report = (run / "reports/strategies/results.md").read_text()
+    section = report.split("## Inference strategies: score against compute")[1].split("## Per category")[0]
+    for mode, shape in (
+        ("agg-w2-d1", "propose_aggregate | 2 | 1 | 3 |"),
+        ("vote-4", "majority_vote | 4 | 0 | 4 |"),
+    ):
+        assert f"| AFT-on-policy | {mode} | {shape}" in section
+    claims = [
+        line for line in section.splitlines() if line.startswith("| mini | exact_match") and "w/ Agg." in line
+    ]
+    assert len(claims) == 3 and "quality grows with width (agg > agg-w2-d2; depth 2)" in claims[0]
+    assert "quality grows with depth (agg-w2-d2 > agg-w2-d1; n 2)" in claims[1]
+    assert "majority vote at matched tokens (agg" in claims[2]
+    assert all(c.split("|")[6].strip() in ("reproduced", "contradicted", "inconclusive") for c in claims)
+    assert (run / "reports/strategies/scaling.png").stat().st_size > 10_000
+
+
+def test_barrier_free_answers_equal_the_layered_ones_on_vllm(run):
+    """The same questions through the real engine, layer by layer and barrier-free, seeded per question:
+    the same samples in every layer (so the schedule changes the wall time, never an answer)."""
+    from aft.gen.engine import VLLMEngine
+    from aft.method.aggregate import propose_and_aggregate
+    from aft.method.prompts import load_template
+    from aft.pipeline.config import load_config
+    from aft.pipeline.configfile import read_config_file
+    from aft.stages.generate_answers import settings
+
+    ic = load_config(read_config_file(run / "config/config.yaml")).inference
+    bench = folder(run, "prepare_bench", bench="exact_match") / "bench.jsonl"
+    convs = [[{"role": "user", "content": json.loads(line)["turns"][0]}] for line in bench.open()][:64]
+    model = folder(run, "train_model", variant="aft_on") / "model"
+    engine = VLLMEngine(str(model), ic.engine, seed=ic.seed, progress=False, per_request_seeds=True)
+    s, template = settings(ic), load_template(str(run / ic.template_file))
+    layered = propose_and_aggregate(engine, convs, s, template, seed=11)
+    barrier_free = propose_and_aggregate(engine, convs, s, template, seed=11, barrier_free=True)
+    assert barrier_free[:2] == layered[:2]
+    assert [u.generated_tokens for u in barrier_free[2]] == [u.generated_tokens for u in layered[2]]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from aft.method.interface import EngineStats, Sampling
+from aft.method.interface import EngineStats, Sampling, Usage
 from aft.pipeline.config import load_config
 from aft.stages.generate_answers import answer_rows, answer_settings, group_by_settings
 from tests.conftest import load_yaml
@@ -20,10 +20,13 @@ IC = load_config(load_yaml("config/paper.yaml")).inference
 class Recorder:
     calls: list = field(default_factory=list)
     stats: EngineStats = field(default_factory=EngineStats)
+    last_usage: list = field(default_factory=list)
 
     def chat(self, conversations, sampling, seeds=None):
         k = len(self.calls)
         self.calls.append((conversations, sampling))
+        # a conversation's cost: its message count as prompt tokens, 2 of them cached, 4 per sample
+        self.last_usage = [Usage(1, len(c), 2, 4 * sampling.n) for c in conversations]
         return [[f"c{k}-v{i}-s{j}" for j in range(sampling.n)] for i in range(len(conversations))]
 
     def complete(self, prompts, sampling, seeds=None):
@@ -66,7 +69,7 @@ def test_rows_are_grouped_by_their_settings_in_first_seen_order():
 
 def test_mt_bench_direct_answers_both_turns_at_the_category_temperature():
     eng = Recorder()
-    answers, _ = answer_rows(ROWS, IC, "mt_bench", "direct", eng, "TPL")
+    answers, _, _ = answer_rows(ROWS, IC, "mt_bench", "direct", eng, "TPL")
     assert [c[1] for c in eng.calls] == [
         Sampling(1, 0.7, 1.0, 1024),  # writing, turn 1
         Sampling(1, 0.7, 1.0, 1024),  # writing, turn 2
@@ -85,7 +88,7 @@ def test_mt_bench_direct_answers_both_turns_at_the_category_temperature():
 
 def test_mt_bench_with_aggregation_proposes_and_aggregates_every_turn_over_the_conversation():
     eng = Recorder()
-    answers, traces = answer_rows(ROWS[1:2], IC, "mt_bench", "agg", eng, "TPL")
+    answers, traces, _ = answer_rows(ROWS[1:2], IC, "mt_bench", "propose_aggregate", eng, "TPL")
     assert len(eng.calls) == 6  # proposal, intermediate, final layer; per turn
     samplings = [c[1] for c in eng.calls]
     assert samplings[:3] == [
@@ -116,5 +119,5 @@ def test_a_bad_template_stops_generation_before_the_engine_starts(tmp_path, monk
     (tmp_path / "bench.jsonl").write_text('{"id": "a", "turns": ["q"]}\n')
     with pytest.raises(SystemExit, match="inference.template_file = .*: not UTF-8"):
         generate_answers.run(
-            ic, "agg", "m", None, tmp_path / "bench.jsonl", "exact_match", tmp_path / "o.jsonl"
+            ic, "propose_aggregate", "m", None, tmp_path / "bench.jsonl", "exact_match", tmp_path / "o.jsonl"
         )

@@ -35,7 +35,8 @@ def _merge(a: dict, b: dict) -> dict:
 def test_paper_config_is_the_full_grid():
     cfg = load_config(load_yaml("config/paper.yaml"))
     assert sorted(cfg.bases) == ["llama31-8b", "mistral-7b"]
-    assert cfg.grid.modes == ["direct", "agg"]
+    assert cfg.grid.modes[:2] == ["direct", "agg"]  # then the reduced scaling sweep, AFT-on-policy only
+    assert all(cfg.strategies[m].variants == ["aft_on"] for m in cfg.grid.modes[2:])
     assert cfg.grid.benchmarks == ["alpaca_eval2", "mt_bench", "gsm8k", "ifeval"]
     assert cfg.train.gradient_accumulation_steps == 8  # 128 / (2 x 8)
     assert (cfg.inference.n, cfg.inference.num_aggregation, cfg.inference.seed) == (5, 2, 2025)
@@ -108,7 +109,7 @@ BAD = [
     (
         "context-too-short",
         {"inference": {"max_tokens": 200}},
-        "inference.engine.max_model_len=1024 < (n + 1) x max_tokens = 1200",
+        "inference.engine.max_model_len=1024 < (inference.n + 1) x max_tokens = 1200",
         "aggregation prompt holds n=5 outputs",
     ),
     (
@@ -391,3 +392,55 @@ def test_a_pasted_secret_is_refused_and_never_echoed(case, endpoint, expected):
     msg = str(err.value)
     assert "judge.endpoint" in msg and expected in msg, msg
     assert "0123456789" not in msg  # the secret's body appears nowhere in the message
+
+
+STRATEGY_ERRORS = [
+    ({"grid": {"modes": ["direct", "vote-9"]}}, "grid.modes names ['vote-9']: neither a built-in mode"),
+    (
+        {"strategies": {"agg": {"kind": "majority_vote", "n": 3}}},
+        "strategies: ['agg'] are built-in modes",
+    ),
+    ({"strategies": {"v": {"kind": "beam", "n": 3}}}, "strategies.v"),
+    ({"strategies": {"v": {"kind": "majority_vote", "n": 0}}}, "strategies.v.majority_vote.n"),
+    ({"strategies": {"Vote_8": {"kind": "majority_vote", "n": 3}}}, "strategies.Vote_8"),
+    (
+        {
+            "grid": {"modes": ["w"]},
+            "strategies": {"w": {"kind": "propose_aggregate", "n": 40, "num_aggregation": 1}},
+        },
+        "inference.engine.max_model_len=1024 < (strategies.w.n + 1) x max_tokens = 1312",
+    ),
+]
+
+
+@pytest.mark.parametrize(("patch", "expected"), STRATEGY_ERRORS)
+def test_bad_strategies_are_refused_before_any_job(patch, expected):
+    raw = load_yaml("config/config.yaml")
+    with pytest.raises(ValueError) as err:
+        load_config(_merge(raw, patch))
+    assert expected in str(err.value), str(err.value)
+
+
+def test_majority_vote_needs_a_benchmark_with_an_extractable_answer():
+    raw = load_yaml("config/paper.yaml")
+    patch = {
+        "grid": {"modes": ["direct", "vote-5"]},
+        "strategies": {"vote-5": {"kind": "majority_vote", "n": 5}},
+    }
+    with pytest.raises(
+        ValueError, match=r"have no extractable answer .* limit it with strategies.vote-5.benchmarks"
+    ):
+        load_config(_merge(raw, patch))
+    patch["strategies"]["vote-5"]["benchmarks"] = ["gsm8k"]
+    cfg = load_config(_merge(raw, patch))
+    assert cfg.answers("vote-5", "sft", "gsm8k") and not cfg.answers("vote-5", "sft", "alpaca_eval2")
+    assert cfg.strategy_shapes().root["vote-5"].model_dump() == {"kind": "majority_vote", "n": 5, "depth": 0}
+    assert cfg.strategy_shapes().root["direct"].model_dump() == {"kind": "direct", "n": 1, "depth": 0}
+
+
+def test_the_scaling_overlay_sweeps_width_depth_and_votes():
+    raw = _merge(load_yaml("config/config.yaml"), load_yaml("config/experiments/scaling.yaml"))
+    shapes = load_config(raw).strategy_shapes().root
+    agg = {(s.n, s.depth) for s in shapes.values() if s.kind == "propose_aggregate"}
+    assert agg == {(n, d) for n in (1, 2, 4, 8) for d in (1, 2, 3)} | {(5, 2)}
+    assert sorted(s.n for s in shapes.values() if s.kind == "majority_vote") == [1, 2, 4, 8, 16]

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from aft.eval.registry import Sizes
+from aft.pipeline.config import StrategyShape, shape_of
 from aft.tools.costs import (
     BENCHES,
     Compute,
@@ -98,7 +99,7 @@ def test_cli_prints_both_estimates(capsys):
         "build_targets",
         "build_dataset",
         *["train_model"] * 3,
-        *["generate_answers"] * 8,  # modes x benchmarks
+        *["generate_answers"] * (8 + 11),  # (direct, agg) x benchmarks, then the sweep's 11 (mode, bench)
         *["judge_answers"] * 2,
     ]
     assert [r["part"] for r in out["upper_bound"][4:7]] == ["sft", "aft_off", "aft_on"]
@@ -154,15 +155,27 @@ TINY = Sizes(10, query_chars=(40.0, 20.0), judge_chars=(400.0, 800.0), reference
 def test_agg_inference_requests_and_tokens_by_hand():
     ic = run(inference={"n": 3, "num_aggregation": 2}).inference
     # 4 characters a token: questions of 10 and 5 tokens; turn 2 is asked after turn 1's 100-token answer
-    direct = answer_load("direct", TINY, ic, 100, 8, 4.0)
+    direct = answer_load(shape_of("direct", ic, {}), TINY, 100, 8, 4.0)
     assert (direct.requests, direct.tokens_in, direct.tokens_out) == (20, 10 * (10 + 115), 20 * 100)
-    agg = answer_load("agg", TINY, ic, 100, 8, 4.0)
+    agg = answer_load(shape_of("agg", ic, {}), TINY, 100, 8, 4.0)
     # a turn: proposal prompt (3 samples), an intermediate and a final aggregation prompt holding 3 answers
     assert agg.requests == 20 * 3
     assert agg.tokens_out == 20 * (3 + 3 + 1) * 100
     assert agg.tokens_in == 10 * ((10 + 2 * (8 + 300 + 10)) + (115 + 2 * (8 + 300 + 115)))
-    one_layer = answer_load("agg", TINY, run(inference={"n": 3, "num_aggregation": 1}).inference, 100, 8, 4.0)
+    one_layer = answer_load(StrategyShape(kind="propose_aggregate", n=3, depth=1), TINY, 100, 8, 4.0)
     assert one_layer.requests == 20 * 2 and one_layer.tokens_out == 20 * (3 + 1) * 100  # propose, then final
+    vote = answer_load(StrategyShape(kind="majority_vote", n=8, depth=0), TINY, 100, 8, 4.0)
+    # one direct prompt a turn, sampled 8 times: direct's prompt tokens, 8 times its generations
+    assert (vote.requests, vote.tokens_in, vote.tokens_out) == (20, direct.tokens_in, 8 * direct.tokens_out)
+
+
+def test_a_scoped_strategy_costs_only_its_jobs():
+    vote = {"kind": "majority_vote", "n": 16, "variants": ["aft_on"], "benchmarks": ["gsm8k"]}
+    cfg = run(grid={"modes": ["direct", "vote-16"]}, strategies={"vote-16": vote})
+    rows = {r.part: r for r in inference_rows(cfg, Lengths(10, 20, 400), 44, ONE, 4.0, False)}
+    assert "vote-16, alpaca_eval2" not in rows and rows["vote-16, gsm8k"].jobs == 2  # 2 bases x aft_on
+    assert rows["vote-16, gsm8k"].tokens_out == 2 * 1319 * 16 * 400
+    assert rows["direct, gsm8k"].jobs == 2 * 3
 
 
 def test_paper_inference_rows_count_mt_bench_twice_and_cap_its_answers():
@@ -186,14 +199,24 @@ def test_judge_calls_and_tokens_by_hand():
     assert load.requests == 20
     assert load.tokens_in == 10 * (((400 + 40 + 40) / 4 + 100) + ((800 + 60 + 80) / 4 + 200))
     assert load.tokens_out == 20 * 50
-    rows = {r.part: r for r in judge_rows(run(), Lengths(10, 20, 400), 200, 4.0, False)}
-    jobs = 2 * 3 * 2  # bases x variants x modes
+    rows = {
+        r.part: r
+        for r in judge_rows(run(grid={"modes": ["direct", "agg"]}), Lengths(10, 20, 400), 200, 4.0, False)
+    }
+    jobs = 2 * 3 * 2  # bases x variants x modes (without the scaling sweep)
     ae, mt = rows["alpaca_eval2"], rows["mt_bench"]
     assert ae.requests == jobs * 805 and ae.tokens_out == jobs * 805  # a 1-token verdict
     assert ae.tokens_in == jobs * round(805 * ((1300 + 165 + 2049) / 4 + 400))
     assert mt.requests == jobs * 160 and mt.tokens_out == jobs * 160 * 200
     assert ae.gpu_hours is None and ae.gpus == 0
-    upper = {r.part: r for r in judge_rows(run(), Lengths(10, 20, 400), 200, 4.0, True)}
+    upper = {
+        r.part: r
+        for r in judge_rows(run(grid={"modes": ["direct", "agg"]}), Lengths(10, 20, 400), 200, 4.0, True)
+    }
+    # the sweep's AlpacaEval 2 strategies (4, AFT-on-policy, both bases) are judged too
+    assert {r.part: r for r in judge_rows(run(), Lengths(10, 20, 400), 200, 4.0, False)}[
+        "alpaca_eval2"
+    ].jobs == 12 + 8
     assert upper["mt_bench"].tokens_out == jobs * 160 * 2048  # judge.mt_bench.max_tokens
     assert BENCHES["mt_bench"].turns == 2 and BENCHES["alpaca_eval2"].turns == 1
 

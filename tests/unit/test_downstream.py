@@ -86,6 +86,20 @@ def test_gsm8k_scores_through_lm_evals_filters_and_exact_match():
     assert gsm8k.question_scores(out) == {"gsm0000": 100.0}
 
 
+def test_gsm8k_votes_count_the_flexible_extraction_as_its_metric_compares_it():
+    votes = gsm8k.vote_answers(
+        ["The final answer is $1,000.", "so 1000", "It costs 1000 dollars, or 999 after tax", "no number"]
+    )
+    # "$", "," and the final "." are ignored as exact_match ignores them; the last number is the answer
+    assert votes == ["1000", "1000", "999", None]
+
+
+def test_the_miniatures_votes_are_its_extracted_answers():
+    from aft.miniature.exact_match import vote_answers
+
+    assert vote_answers(["The answer is 7.", "The answer is 7, 8.", "I do not know."]) == ["7", "7, 8", None]
+
+
 def ifeval_answers() -> tuple[list[dict], list[dict]]:
     """Prompts 1001 (no comma), 1174 (letter count, fewer than 6 sentences: punkt_tab, 2 highlights) and
     122 (wrapped in quotes), with answers whose verdicts are known."""

@@ -191,3 +191,62 @@ def test_the_miniature_keeps_its_keys_without_a_benchmarks_section():
     alone), so the default run's results keep their folders."""
     g = graph()
     assert g.settings("prepare_bench", bench="exact_match") == g.settings("prepare_data")  # {"data": ...}
+
+
+VOTE8 = {"kind": "majority_vote", "n": 8}
+WIDE = {"kind": "propose_aggregate", "n": 2, "num_aggregation": 3}
+
+
+def test_adding_a_strategy_adds_its_jobs_and_reruns_nothing():
+    base = keys(graph())
+    more = keys(graph({"grid": {"modes": ["direct", "agg", "vote-8"]}, "strategies": {"vote-8": VOTE8}}))
+    assert changed(base, more) == {}
+    added = sorted({(job[0], dict(job[1])["mode"]) for job in more.keys() - base.keys()})
+    assert added == [("generate_answers", "vote-8"), ("judge_answers", "vote-8")]
+    assert len(more) - len(base) == 2 * 3  # 3 variants x (answer + judge)
+
+
+def test_a_strategy_reads_its_own_section_not_the_built_in_width_or_its_scope():
+    def strategy_keys(overlay: dict) -> dict:
+        cfg = {"grid": {"modes": ["agg-w2-d3"]}, "strategies": {"agg-w2-d3": WIDE}}
+        return keys(graph(merge(cfg, overlay)))
+
+    plain = strategy_keys({})
+    # the built-in agg's width is not this strategy's: no rerun
+    assert strategy_keys({"inference": {"n": 3}}) == plain
+    # narrowing its scope drops jobs and keeps the others' keys
+    narrowed = strategy_keys({"strategies": {"agg-w2-d3": {"variants": ["aft_on"]}}})
+    assert narrowed.items() <= plain.items() and len(narrowed) < len(plain)
+    # its own width and the shared sampling do rerun it
+    assert changed(plain, strategy_keys({"strategies": {"agg-w2-d3": {"n": 4}}})) == {
+        "generate_answers": 3,
+        "judge_answers": 3,
+    }
+    assert changed(plain, strategy_keys({"inference": {"temperature": 0.9}}))["generate_answers"] == 3
+    g = graph({"grid": {"modes": ["agg-w2-d3"]}, "strategies": {"agg-w2-d3": WIDE}})
+    settings = g.settings(
+        "generate_answers", base="mini", variant="sft", seed="0", mode="agg-w2-d3", bench="exact_match"
+    )
+    assert '"n":2,"num_aggregation":3' in settings and '"kind":"propose_aggregate"' in settings
+
+
+def test_a_strategy_scope_limits_the_grid():
+    g = graph(
+        {"grid": {"modes": ["direct", "vote-8"]}, "strategies": {"vote-8": VOTE8 | {"variants": ["aft_on"]}}}
+    )
+    assert sorted((w["variant"], w["mode"]) for w in g.judged()) == [
+        ("aft_off", "direct"),
+        ("aft_on", "direct"),
+        ("aft_on", "vote-8"),
+        ("sft", "direct"),
+    ]
+
+
+def test_a_strategy_scoped_outside_a_narrowed_grid_runs_nowhere():
+    g = graph(
+        {
+            "grid": {"modes": ["direct", "vote-8"], "variants": ["sft"]},
+            "strategies": {"vote-8": VOTE8 | {"variants": ["aft_on"]}},
+        }
+    )
+    assert [w["mode"] for w in g.judged()] == ["direct"]

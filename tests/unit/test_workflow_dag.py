@@ -25,8 +25,11 @@ def test_paper_dag_is_the_full_grid(tmp_path):
         "build_targets": 3,
         "build_dataset": 6,
         "train_model": 6,
-        "generate_answers": 2 * 3 * 2 * 4,  # bases x variants x modes x benchmarks
-        "judge_answers": 48,
+        # bases x variants x (direct, agg) x benchmarks, then the scaling sweep for AFT-on-policy: 4
+        # propose-and-aggregate settings on AlpacaEval 2 and GSM8K, 3 majority votes on GSM8K, both bases
+        "generate_answers": 2 * 3 * 2 * 4 + 2 * (4 * 2 + 3),
+        "judge_answers": 70,
+        "measure_target_loss": 2,  # §6.1, one a base
         "make_report": 1,
         "all": 1,
     }

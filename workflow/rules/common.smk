@@ -30,7 +30,7 @@ EXPERIMENT = CFG.experiment
 wildcard_constraints:
     base="|".join(BASES),
     variant="sft|aft_off|aft_on",
-    mode="direct|agg",
+    mode="|".join(re.escape(m) for m in GRID.modes),
     bench="|".join(REGISTRY),
     pset="off|" + "|".join(f"on_{b}" for b in BASES),
     scatteritem=r"\d+-of-\d+",
@@ -282,7 +282,10 @@ def settings_of(rule_name):
 JUDGED_JOBS = GRAPH.judged()
 JUDGED = [f"{job_dir('judge_answers', **w)}/result.json" for w in JUDGED_JOBS]
 # every job of this experiment, parents first: its metrics files feed the report's costs and lineage
-EXPERIMENT_JOBS = GRAPH.lineage([("judge_answers", w) for w in JUDGED_JOBS])
+TARGET_LOSS_JOBS = GRAPH.target_loss_jobs()
+EXPERIMENT_JOBS = GRAPH.lineage(
+    [*(("judge_answers", w) for w in JUDGED_JOBS), *TARGET_LOSS_JOBS]
+)
 
 
 def experiment_info():

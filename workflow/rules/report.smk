@@ -13,6 +13,9 @@ rule make_report:
             f"{job_dir('generate_answers', **w)}/answers.jsonl" for w in JUDGED_JOBS
         ],
         jobs=[GRAPH.metrics_file(*job) for job in EXPERIMENT_JOBS],
+        target_loss=[
+            f"{job_dir(rule, **w)}/losses.json" for rule, w in TARGET_LOSS_JOBS
+        ],
     output:
         table="reports/{experiment}/results.md",
         html=report(
@@ -36,6 +39,20 @@ rule make_report:
             caption="../report/curves.rst",
             labels={"experiment": "{experiment}", "content": "loss curves"},
         ),
+        scaling=report(
+            "reports/{experiment}/scaling.png",
+            category="Results",
+            subcategory="{experiment}",
+            caption="../report/scaling.rst",
+            labels={"experiment": "{experiment}", "content": "scaling curves"},
+        ),
+        target_loss_plot=report(
+            "reports/{experiment}/target_loss.png",
+            category="Results",
+            subcategory="{experiment}",
+            caption="../report/target_loss.rst",
+            labels={"experiment": "{experiment}", "content": "target loss"},
+        ),
         json="reports/{experiment}/results.json",
         artifacts="reports/{experiment}/artifacts.json",
         metrics="results/make_report/{experiment}/metrics.json",
@@ -47,11 +64,13 @@ rule make_report:
     resources:
         **resources_of("make_report"),
     params:
-        cfg=section(report=CFG.report),
+        cfg=section(report=CFG.report, strategies=CFG.strategy_shapes()),
         experiment=json.dumps(experiment_info()),
     shell:
         "python -m aft.stages.make_report --config {params.cfg:q} --experiment {params.experiment:q}"
         " --results {input.results} --judgments {input.judgments} --answers {input.answers}"
         " --jobs {input.jobs} --table {output.table} --html {output.html} --plot {output.plot} --curves {output.curves}"
+        " --scaling {output.scaling} --target-loss {input.target_loss}"
+        " --target-loss-plot {output.target_loss_plot}"
         " --json {output.json}"
         " --artifacts {output.artifacts} --metrics {output.metrics} > {log} 2>&1"

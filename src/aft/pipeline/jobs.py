@@ -39,6 +39,7 @@ JOB_DIRS = {
     "build_targets": "results/build_targets/{pset}/{key}",
     "build_dataset": "results/build_dataset/{base}/{variant}/{key}",
     "train_model": "results/train_model/{base}/{variant}/seed{seed}/{key}",
+    "measure_target_loss": "results/measure_target_loss/{base}/{key}",
     "generate_answers": "results/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}",
     "judge_answers": "results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}",
 }
@@ -83,6 +84,7 @@ class JobGraph:
             "build_targets": self._targets,
             "build_dataset": self._dataset,
             "train_model": self._train,
+            "measure_target_loss": self._target_loss,
             "generate_answers": self._answers,
             "judge_answers": self._judge,
         }
@@ -207,6 +209,35 @@ class JobGraph:
         parents = [("build_dataset", {"base": base, "variant": variant}), *self.base_parents(base)]
         return settings_json(train=train, base=self.cfg.bases[base]), parents, []
 
+    def trained_variants(self, base: str) -> list[str]:
+        """The grid's variants of a base that are trained here (not a configured checkpoint)."""
+        return [v for v in self.cfg.grid.variants if self.checkpoint(base, v) is None]
+
+    def target_loss_jobs(self) -> list[Job]:
+        """§6.1's measurement, one job per base with a model trained here (none when not configured)."""
+        if self.cfg.target_loss is None:
+            return []
+        return [
+            ("measure_target_loss", {"base": b})
+            for b in sorted(self.cfg.grid.bases)
+            if self.trained_variants(b)
+        ]
+
+    def _target_loss(self, base: str):
+        # the first replica's models: the analysis compares models, not seeds
+        seed = str(self.cfg.grid.seeds[0])
+        trained = [
+            ("train_model", {"base": base, "variant": v, "seed": seed}) for v in self.trained_variants(base)
+        ]
+        parents = [
+            self.proposals_job("off"),
+            ("build_targets", {"pset": "off"}),
+            *self.base_parents(base),
+            *trained,
+        ]
+        settings = settings_json(target_loss=self.cfg.target_loss, base=self.cfg.bases[base])
+        return settings, parents, [self.text_identity(self.cfg.dataset.template_file)]
+
     def _answers(self, base: str, variant: str, seed: str, mode: str, bench: str):
         ck = self.checkpoint(base, variant)
         identities = [self.text_identity(self.cfg.inference.template_file)]
@@ -218,7 +249,21 @@ class JobGraph:
             model = []
             identities.append(settings_json(checkpoint=ck))
         parents = [*model, ("prepare_bench", {"bench": bench})]
-        return settings_json(inference=self.replica_inference(seed)), parents, identities
+        return self.strategy_settings(mode, seed), parents, identities
+
+    def strategy_settings(self, mode: str, seed: str) -> str:
+        """What an answer job reads: the inference section (the built-in direct and agg, as they always
+        have), or for a named strategy that section at the strategy's own width and depth plus the
+        strategy without its scope, so neither inference.n nor the scope reruns it."""
+        ic = self.replica_inference(seed)
+        s = self.cfg.strategy(mode)
+        if s is None:
+            return settings_json(inference=ic)
+        depth = s.num_aggregation if s.kind == "propose_aggregate" else 1
+        ic = ic.model_copy(update={"n": s.n, "num_aggregation": depth})
+        return settings_json(
+            inference=ic, strategy=s.model_copy(update={"variants": None, "benchmarks": None})
+        )
 
     def _judge(self, base: str, variant: str, seed: str, mode: str, bench: str):
         w = {"base": base, "variant": variant, "seed": seed, "mode": mode, "bench": bench}
@@ -269,6 +314,7 @@ class JobGraph:
             for seed in g.seeds
             for mode in g.modes
             for bench in g.benchmarks
+            if self.cfg.answers(mode, variant, bench)
         ]
 
     def lineage(self, jobs: list[Job]) -> list[Job]:

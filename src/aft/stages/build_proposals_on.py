@@ -84,7 +84,15 @@ def run(
 
     def process(part: list[dict]) -> shards.ShardResult:
         if not engines:
-            engines.append(VLLMEngine(base_model, on.engine, seed=on.seed, revision=base.revision))
+            engines.append(
+                VLLMEngine(
+                    base_model,
+                    on.engine,
+                    seed=on.seed,
+                    revision=base.revision,
+                    per_request_seeds=on.seed_per_query,
+                )
+            )
         engine = engines[0]
         before = engine.stats.snapshot()
         prompts = [icl_prompt(template, q["messages"][-1]["content"]) for q in part]

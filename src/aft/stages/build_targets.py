@@ -36,7 +36,7 @@ NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out":
 def teacher_engine(tc: TargetsConfig) -> Engine:
     if tc.endpoint is not None:
         return EndpointEngine(EndpointClient(tc.endpoint, tc.model), seed=tc.seed)
-    return VLLMEngine(tc.model, tc.engine, seed=tc.seed)
+    return VLLMEngine(tc.model, tc.engine, seed=tc.seed, per_request_seeds=True)  # seeded by record
 
 
 def shard_context(tc: TargetsConfig, template: str) -> str:

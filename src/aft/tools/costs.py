@@ -31,12 +31,17 @@ from aft.pipeline.config import (
     GridConfig,
     InferenceConfig,
     JudgeConfig,
+    Mode,
     OnPolicyConfig,
     ProposalsConfig,
     Section,
+    Strategy,
+    StrategyShape,
     TargetsConfig,
     TrainConfig,
     Variant,
+    in_scope,
+    shape_of,
 )
 from aft.pipeline.configfile import ConfigFileError, read_config_files
 
@@ -80,6 +85,12 @@ class PaperRun(DataStages):
     inference: InferenceConfig
     judge: JudgeConfig
     checkpoints: dict[str, dict[Variant, CheckpointConfig]] = Field(default_factory=dict)  # not trained
+    strategies: dict[Mode, Strategy] = Field(default_factory=dict)  # the named strategies grid.modes uses
+
+    def jobs_of(self, mode: str, bench: str) -> int:
+        """The answer (or judge) jobs of one strategy and benchmark: bases x variants in its scope x seeds."""
+        variants = [v for v in self.grid.variants if in_scope(mode, v, bench, self.strategies)]
+        return len(self.grid.bases) * len(variants) * len(self.grid.seeds)
 
 
 # paper-scale sizes of every benchmark that has them, from the registry
@@ -281,21 +292,20 @@ def conversation_tokens(b: Sizes, answer: float, chars_per_token: float) -> list
 
 
 def answer_load(
-    mode: str, b: Sizes, ic: InferenceConfig, answer: float, template_tokens: int, chars_per_token: float
+    shape: StrategyShape, b: Sizes, answer: float, template_tokens: int, chars_per_token: float
 ) -> Load:
-    """One generate_answers job. direct: one generation a turn. agg (aggregate.propose_and_aggregate): a
-    proposal prompt sampled n times, num_aggregation - 1 intermediate prompts sampled n times and a final
-    prompt sampled once, each aggregation prompt holding the previous layer's n outputs (as long as an
-    answer): 1 + num_aggregation requests and n x num_aggregation + 1 generations a turn."""
+    """One generate_answers job. direct: one generation a turn. majority_vote: one prompt sampled n times
+    a turn. propose_aggregate (aggregate.propose_and_aggregate): a proposal prompt sampled n times,
+    depth - 1 intermediate prompts sampled n times and a final prompt sampled once, each aggregation
+    prompt holding the previous layer's n outputs (as long as an answer): 1 + depth requests and
+    n x depth + 1 generations a turn."""
     convs = conversation_tokens(b, answer, chars_per_token)
     turns = b.questions * b.turns
-    if mode == "direct":
-        return Load(turns, b.questions * sum(convs), turns * answer)
-    if mode != "agg":
-        raise ValueError(f"unknown inference mode {mode!r}; expected 'direct' or 'agg'")
-    layers = ic.num_aggregation
-    prompts_in = sum(c + layers * (template_tokens + ic.n * answer + c) for c in convs)
-    return Load(turns * (1 + layers), b.questions * prompts_in, turns * (ic.n * layers + 1) * answer)
+    if shape.kind in ("direct", "majority_vote"):
+        return Load(turns, b.questions * sum(convs), turns * shape.n * answer)
+    layers, n = shape.depth, shape.n
+    prompts_in = sum(c + layers * (template_tokens + n * answer + c) for c in convs)
+    return Load(turns * (1 + layers), b.questions * prompts_in, turns * (n * layers + 1) * answer)
 
 
 def bench_of(name: str, benches: dict[str, Sizes]) -> Sizes:
@@ -316,12 +326,15 @@ def inference_rows(
     """generate_answers, one row a (mode, benchmark): every (base, variant) answers with a vLLM engine at
     the base throughput (a fine-tuned model is as fast as its base)."""
     ic, rows = cfg.inference, []
-    jobs = len(cfg.grid.bases) * len(cfg.grid.variants) * len(cfg.grid.seeds)
     gpus = ic.engine.tensor_parallel_size
     for mode in cfg.grid.modes:
+        shape = shape_of(mode, ic, cfg.strategies)
         for name in cfg.grid.benchmarks:
+            jobs = cfg.jobs_of(mode, name)
+            if not jobs:
+                continue
             answer = generated(lengths.generated, answer_budget(ic, name), upper_bound)
-            load = answer_load(mode, bench_of(name, benches), ic, answer, template_tokens, chars_per_token)
+            load = answer_load(shape, bench_of(name, benches), answer, template_tokens, chars_per_token)
             hours = jobs * engine_hours(load.tokens_in, load.tokens_out, tp) * gpus
             tokens_in, tokens_out = jobs * round(load.tokens_in), jobs * round(load.tokens_out)
             rows.append(StageCost("generate_answers", jobs, jobs * load.requests, tokens_in, tokens_out,
@@ -350,13 +363,13 @@ def judge_rows(
 ) -> list[StageCost]:
     """judge_answers, one row an LLM-judged benchmark (every base, variant and mode): API calls, no GPU
     hours. GSM8K and IFEval are scored by lm-eval's code in seconds on a CPU: no row."""
-    jobs = len(cfg.grid.bases) * len(cfg.grid.variants) * len(cfg.grid.modes) * len(cfg.grid.seeds)
     mt = cfg.judge.mt_bench
     judgment = generated(judgment_tokens, mt.max_tokens, upper_bound) if mt else judgment_tokens
     rows = []
     for name in cfg.grid.benchmarks:
         if not REGISTRY[name].llm_judged:
             continue
+        jobs = sum(cfg.jobs_of(mode, name) for mode in cfg.grid.modes)
         answer = generated(lengths.generated, answer_budget(cfg.inference, name), upper_bound)
         load = judge_load(bench_of(name, benches), answer, judgment, chars_per_token)
         rows.append(StageCost("judge_answers", jobs, jobs * load.requests, jobs * round(load.tokens_in),
