@@ -218,7 +218,7 @@ def plot(pts: list[Point], path, measures: dict[str, str]) -> None:
     import matplotlib.pyplot as plt
 
     panels = sorted({(p.base, p.bench) for p in pts})
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(7 * max(len(panels), 1), 5), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(10 * max(len(panels), 1), 5), squeeze=False)
     families = sorted({p.shape.family for p in pts})
     colours = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(families)}
     for ax, (base, bench) in zip(axes[0], panels, strict=False):
@@ -246,7 +246,7 @@ def plot(pts: list[Point], path, measures: dict[str, str]) -> None:
         ax.set_xlabel("generated tokens per question (log scale)")
         ax.set_ylabel(f"{measures[bench]} (95% interval)")
         ax.set_title(f"{base}: {bench}")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no point hidden
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
