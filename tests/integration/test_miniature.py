@@ -67,7 +67,10 @@ def test_report_has_every_row_with_scores_in_range(run):
     assert (run / REPORT / "loss_curves.png").stat().st_size > 10_000
     assert "<table>" in (run / REPORT / "results.html").read_text()
     # the paper's five claims, each with its paired interval over all the questions and a verdict
-    claims = [line for line in table.splitlines() if line.startswith("| mini | exact_match (EM acc. %) |")]
+    paper_claims = table.split("## The paper's claims")[1].split("\n## ")[0]
+    claims = [
+        line for line in paper_claims.splitlines() if line.startswith("| mini | exact_match (EM acc. %) |")
+    ]
     assert len(claims) == 5
     for line in claims:
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -77,7 +80,13 @@ def test_report_has_every_row_with_scores_in_range(run):
         assert lo <= diff <= hi and cells[5] in ("reproduced", "contradicted", "inconclusive")
         assert cells[6] == "1" and cells[7] == str(N_EVAL)  # one seed, every question
     metrics = json.loads((run / "results/make_report/miniature/metrics.json").read_text())["metrics"]
-    assert sum(metrics[f"claims_{v}"] for v in ("reproduced", "contradicted", "inconclusive")) == 5
+    # the paper's five, and §6.1's target-loss claim for the base and each trained model (no scaling claim:
+    # the default grid has one aggregation setting and no vote)
+    assert sum(metrics[f"claims_{v}"] for v in ("reproduced", "contradicted", "inconclusive")) == 5 + 4
+    assert (
+        "## Aggregation learning (§6.1)" in table
+        and (run / REPORT / "target_loss.png").stat().st_size > 10_000
+    )
     # the evidence beside the scores: every score's interval, categories, samples, costs, provenance
     assert "| mini | SFT | " in table and " [" in table.split("| mini | SFT | ")[1].split("\n")[0]
     for section in ("## Per category", "## Samples: AFT-off-policy w/ Agg.", "## Costs", "## Provenance"):
