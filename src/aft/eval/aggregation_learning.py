@@ -8,9 +8,10 @@ Pure: the measurement files' contents in, a table, claim rows and a plot out.
 from __future__ import annotations
 
 from aft.eval import claims
+from aft.eval.report import VARIANT_LABEL
 
 MEASURE = "target_loss"  # the claims table's benchmark column for these rows
-MODEL_LABEL = {"base": "base model", "sft": "SFT", "aft_off": "AFT-off-policy", "aft_on": "AFT-on-policy"}
+MODEL_LABEL = {"base": "base model", **VARIANT_LABEL}
 CLAIM = "the target is lower-perplexity with the proposals in context"
 
 

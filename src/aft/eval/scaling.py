@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aft.eval import claims, stats
 from aft.eval.claims import Claim
+from aft.eval.report import VARIANT_LABEL
 
-VARIANT_LABEL = {"sft": "SFT", "aft_off": "AFT-off-policy", "aft_on": "AFT-on-policy"}
 AGGREGATORS = ("aft_off", "aft_on")  # the variants trained to aggregate: the claims are theirs
 
 
