@@ -579,10 +579,6 @@ class ProposeAggregateStrategy(StrategyScope):
         " seeded from inference.seed and the question, so the answers do not depend on the schedule",
     )
 
-    @property
-    def generations(self) -> int:
-        return self.n * self.num_aggregation + 1
-
 
 class MajorityVoteStrategy(StrategyScope):
     """Self-consistency: n samples of the direct prompt at inference.temperature/top_p; the answer most of
@@ -591,10 +587,6 @@ class MajorityVoteStrategy(StrategyScope):
 
     kind: Literal["majority_vote"]
     n: int = Field(ge=1, description="samples that vote")
-
-    @property
-    def generations(self) -> int:
-        return self.n
 
 
 Strategy = Annotated[ProposeAggregateStrategy | MajorityVoteStrategy, Field(discriminator="kind")]
