@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from aft.method.aggregate import propose_and_aggregate
 from aft.method.interface import EngineStats, Sampling, Usage
 from aft.pipeline.config import load_config
 from aft.stages.generate_answers import answer_rows, answer_settings, group_by_settings
@@ -104,6 +105,22 @@ def test_mt_bench_with_aggregation_proposes_and_aggregates_every_turn_over_the_c
         {"role": "user", "content": "M2"},
     ]
     assert answers[0] == ["c2-v0-s0", "c5-v0-s0"] and [len(t) for t in traces[0]] == [3, 3]
+
+
+def test_a_barrier_free_strategy_runs_seeded_programs_and_answers_as_layered():
+    """schedule: barrier_free reaches the engine's run_programs, seeded from inference.seed, and gives
+    the answers the same seeds give layer by layer."""
+    from tests.unit.test_aggregate import SeededEngine
+
+    rows = [{"id": i, "turns": [f"Q{i}"]} for i in range(4)]
+    eng = SeededEngine(order_seed=3)
+    free = answer_rows(rows, IC, "alpaca_eval2", "propose_aggregate", eng, "TPL", barrier_free=True)
+    assert eng.calls == 0  # every request went through run_programs
+    s = answer_settings(IC, "alpaca_eval2", "")
+    convs = [[{"role": "user", "content": f"Q{i}"}] for i in range(4)]
+    finals, layers, _ = propose_and_aggregate(SeededEngine(), convs, s, "TPL", seed=IC.seed)
+    assert [a[0] for a in free[0]] == finals
+    assert free[1][0][0][0] == layers[0][0]  # question 0's proposals: the same seeded samples
 
 
 def test_a_bad_template_stops_generation_before_the_engine_starts(tmp_path, monkeypatch):

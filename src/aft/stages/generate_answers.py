@@ -98,13 +98,16 @@ def answer_rows(
     answers_of: VoteFn | None = None,
     barrier_free: bool = False,
 ) -> tuple[list[list[str]], list, list[Usage]]:
-    """Every row's answers (one per turn), traces and cost, each settings group in one batched pass."""
+    """Every row's answers (one per turn), traces and cost, each settings group in one batched pass.
+    `barrier_free`: propose-and-aggregate with each question's layers seeded from inference.seed and
+    advanced on their own (the engine's run_programs)."""
     answers: list = [None] * len(rows)
     traces: list = [None] * len(rows)
     usage: list = [None] * len(rows)
     for s, idx in group_by_settings(rows, ic, bench):
         group = answer_dialogues(
-            [rows[i]["turns"] for i in idx], answerer(kind, engine, s, template, answers_of)
+            [rows[i]["turns"] for i in idx],
+            answerer(kind, engine, s, template, answers_of, ic.seed if barrier_free else None),
         )
         for i, a, t, u in zip(idx, *group, strict=True):
             answers[i], traces[i], usage[i] = a, t, u
