@@ -338,7 +338,7 @@ def test_compare_names_the_first_job_two_runs_of_one_config_disagree_on(run, tmp
 STRATEGIES = {
     "experiment": "strategies",
     "description": "named strategies on AFT-on-policy",
-    "grid": {"modes": ["direct", "agg", "agg-w2-d1", "agg-w2-d2", "vote-4"]},
+    "grid": {"modes": ["direct", "agg", "agg-w2-d1", "agg-w2-d2", "vote-4", "bon-4"]},
     "strategies": {
         "agg-w2-d1": {"kind": "propose_aggregate", "n": 2, "num_aggregation": 1, "variants": ["aft_on"]},
         "agg-w2-d2": {
@@ -349,15 +349,25 @@ STRATEGIES = {
             "variants": ["aft_on"],
         },
         "vote-4": {"kind": "majority_vote", "n": 4, "variants": ["aft_on"]},
+        "bon-4": {"kind": "best_of_n", "n": 4, "reward_model": "mini-rm", "variants": ["aft_on"]},
     },
+    # the scaling overlay's reward model, trained here with TRL's RewardTrainer
+    "reward_models": yaml.safe_load((ROOT / "config/experiments/scaling.yaml").read_text())["reward_models"],
 }
 
 
 def test_named_strategies_add_their_jobs_curves_and_scaling_claims(run):
-    """Three named strategies on one variant: only their answer and judge jobs run; the report sets them
-    against their cost and checks width, depth and the matched majority vote."""
+    """Four named strategies on one variant: only their answer and judge jobs run, and best-of-N's reward
+    model is trained; the report sets them against their cost, checks width, depth, the matched majority
+    vote and best-of-N, and gives the reward model's held-out accuracy."""
     args = _patched(run, "strategies", STRATEGIES)
-    assert dry_run(run, *args) == {"generate_answers": 3, "judge_answers": 3, "make_report": 1, "all": 1}
+    assert dry_run(run, *args) == {
+        "train_reward_model": 1,
+        "generate_answers": 4,
+        "judge_answers": 4,
+        "make_report": 1,
+        "all": 1,
+    }
     proc = subprocess.run(["snakemake", "--cores", "2", *args], cwd=run, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -373,6 +383,11 @@ def test_named_strategies_add_their_jobs_curves_and_scaling_claims(run):
     assert all(len(r["trace"][0][0]) == 4 and r["outputs"][0] in r["trace"][0][0] for r in rows)
     assert all(r["usage"]["requests"] == 1 and r["usage"]["generated_tokens"] > 0 for r in rows)
     assert [len(x) for x in json.loads(answers("agg-w2-d2").open().readline())["trace"][0]] == [2, 2, 1]
+    best = [json.loads(line) for line in answers("bon-4").open()]
+    for r in best:
+        (samples,), (scores,) = r["trace"][0], r["reward_scores"][0]
+        assert len(samples) == 4 and r["outputs"][0] == samples[scores.index(max(scores))]
+        assert r["usage"]["reward_tokens"] > 0 and r["usage"]["requests"] == 1
     report = (run / "reports/strategies/results.md").read_text()
     section = report.split("## Inference strategies: score against compute")[1].split("## Per category")[0]
     for mode, shape in (
@@ -383,9 +398,11 @@ def test_named_strategies_add_their_jobs_curves_and_scaling_claims(run):
     claims = [
         line for line in section.splitlines() if line.startswith("| mini | exact_match") and "w/ Agg." in line
     ]
-    assert len(claims) == 3 and "quality grows with width (agg > agg-w2-d2; depth 2)" in claims[0]
+    assert len(claims) == 4 and "quality grows with width (agg > agg-w2-d2; depth 2)" in claims[0]
     assert "quality grows with depth (agg-w2-d2 > agg-w2-d1; n 2)" in claims[1]
     assert "majority vote at matched tokens (agg" in claims[2]
+    assert "best-of-N at matched tokens (agg" in claims[3]
+    assert "| mini-rm | trained here (TRL RewardTrainer) |" in section
     assert all(c.split("|")[6].strip() in ("reproduced", "contradicted", "inconclusive") for c in claims)
     assert (run / "reports/strategies/scaling.png").stat().st_size > 10_000
 

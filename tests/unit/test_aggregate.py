@@ -9,6 +9,7 @@ from aft.method.aggregate import (
     AggSettings,
     answer_dialogues,
     answerer,
+    best_of,
     layer_seeds,
     propose_and_aggregate,
     vote,
@@ -134,6 +135,20 @@ def test_majority_vote_samples_n_direct_prompts_and_replies_with_the_winner():
     assert replies == ["c0-v0-s0", "c0-v1-s0"]
     assert traces[0] == [["c0-v0-s0", "c0-v0-s1", "c0-v0-s2", "c0-v0-s3"]]
     assert [u.generated_tokens for u in usage] == [16, 16]
+
+
+def test_sample_kind_gives_the_samples_best_of_n_picks_from_and_best_of_breaks_ties_early():
+    eng = Recorder()
+    s = AggSettings(**{**S.__dict__, "n": 3})
+    replies, traces, usage = answerer("sample", eng, s, "T")(CONVS)
+    ((prompts, sampling),) = eng.calls
+    assert sampling == Sampling(3, 0.7, 0.95, 16) and prompts[0][0] == {"role": "system", "content": "\n"}
+    assert replies == ["c0-v0-s0", "c0-v1-s0"] and traces[1] == [["c0-v1-s0", "c0-v1-s1", "c0-v1-s2"]]
+    assert [u.generated_tokens for u in usage] == [12, 12]
+    assert best_of(["a", "b", "c"], [0.1, 0.7, 0.7]) == 1  # the earliest of the highest
+    assert best_of(["a"], [-3.0]) == 0
+    with pytest.raises(ValueError, match="2 samples with 1 scores"):
+        best_of(["a", "b"], [1.0])
 
 
 def test_majority_vote_without_an_extractor_is_refused():

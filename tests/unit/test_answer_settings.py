@@ -123,6 +123,42 @@ def test_a_barrier_free_strategy_runs_seeded_programs_and_answers_as_layered():
     assert free[1][0][0][0] == layers[0][0]  # question 0's proposals: the same seeded samples
 
 
+def test_best_of_n_answers_with_the_highest_scored_sample_and_counts_the_reward_models_reading():
+    """The samples answer_rows(kind="sample") made, scored by a reward model stand-in that prefers the
+    sample whose index matches the question's; each scored conversation read 10 tokens."""
+    from aft.gen.reward import Scored
+    from aft.stages.generate_answers import choose_best
+
+    class Scorer:
+        def __init__(self):
+            self.calls = []
+
+        def score(self, convs):
+            self.calls.append(convs)
+            return [
+                Scored(float(c[1]["content"].endswith(c[0]["content"][-1])), 10, i == 0)
+                for i, c in enumerate(convs)
+            ]
+
+    rows = [{"id": i, "turns": [f"Q{i}"]} for i in range(3)]
+    eng = Recorder()
+    s_ic = IC.model_copy(update={"n": 3})
+    _, traces, usage = answer_rows(rows, s_ic, "alpaca_eval2", "sample", eng, "TPL")
+    scorer = Scorer()
+    answers, scores, usage2, cut = choose_best(rows, traces, usage, scorer)
+    # the samples are "c0-v{question}-s{sample}": question i's best is sample i
+    assert answers == [["c0-v0-s0"], ["c0-v1-s1"], ["c0-v2-s2"]]
+    assert scores[1] == [[0.0, 1.0, 0.0]] and cut == 1
+    assert len(scorer.calls) == 1 and scorer.calls[0][4] == [
+        {"role": "user", "content": "Q1"},
+        {"role": "assistant", "content": "c0-v1-s1"},
+    ]
+    assert [u.reward_tokens for u in usage2] == [30, 30, 30]
+    assert [u.generated_tokens for u in usage2] == [u.generated_tokens for u in usage]
+    with pytest.raises(SystemExit, match="single-turn"):
+        choose_best([{"id": 9, "turns": ["a", "b"]}], traces[:1], usage[:1], scorer)
+
+
 def test_a_bad_template_stops_generation_before_the_engine_starts(tmp_path, monkeypatch):
     from aft.stages import generate_answers
 

@@ -410,6 +410,28 @@ STRATEGY_ERRORS = [
         },
         "inference.engine.max_model_len=1024 < (strategies.w.n + 1) x max_tokens = 1312",
     ),
+    (
+        {"grid": {"modes": ["b"]}, "strategies": {"b": {"kind": "best_of_n", "n": 4, "reward_model": "rm"}}},
+        "strategies.b.reward_model='rm' is not in reward_models []",
+    ),
+    (
+        {"reward_models": {"rm": {"source": "hub", "dtype": "float32", "batch_size": 8, "max_length": 64}}},
+        "source is 'hub': give 'model'",
+    ),
+    (
+        {
+            "reward_models": {
+                "rm": {
+                    "source": "train",
+                    "model": "x/y",
+                    "dtype": "float32",
+                    "batch_size": 8,
+                    "max_length": 64,
+                }
+            }
+        },
+        "source is 'train': give 'train'",
+    ),
 ]
 
 
@@ -438,9 +460,32 @@ def test_majority_vote_needs_a_benchmark_with_an_extractable_answer():
     assert cfg.strategy_shapes().root["direct"].model_dump() == {"kind": "direct", "n": 1, "depth": 0}
 
 
+def test_best_of_n_is_single_turn_and_its_trained_reward_model_names_a_base():
+    raw = load_yaml("config/paper.yaml")
+    patch = {"grid": {"modes": ["direct", "bon-3"]}, "strategies": {"bon-3": {"kind": "best_of_n", "n": 3}}}
+    patch["strategies"]["bon-3"]["reward_model"] = "skywork-8b"
+    with pytest.raises(ValueError, match=r"\['mt_bench'\] are multi-turn .* strategies.bon-3.benchmarks"):
+        load_config(_merge(raw, patch))
+    patch["strategies"]["bon-3"]["benchmarks"] = ["alpaca_eval2"]
+    assert load_config(_merge(raw, patch)).strategy_shapes().root["bon-3"].model_dump() == {
+        "kind": "best_of_n",
+        "n": 3,
+        "depth": 0,
+    }
+    mini = _merge(load_yaml("config/config.yaml"), load_yaml("config/experiments/scaling.yaml"))
+    with pytest.raises(
+        ValueError, match=r"reward_models.mini-rm.train.base='big' is not in bases \['mini'\]"
+    ):
+        load_config(_merge(mini, {"reward_models": {"mini-rm": {"train": {"base": "big"}}}}))
+    greedy = {"inference": {"temperature": 0.0, "n": 1}}
+    with pytest.raises(ValueError, match="strategies.bon-2: 2 greedy samples"):
+        load_config(_merge(mini, greedy | {"grid": {"modes": ["bon-2"]}}))
+
+
 def test_the_scaling_overlay_sweeps_width_depth_and_votes():
     raw = _merge(load_yaml("config/config.yaml"), load_yaml("config/experiments/scaling.yaml"))
     shapes = load_config(raw).strategy_shapes().root
     agg = {(s.n, s.depth) for s in shapes.values() if s.kind == "propose_aggregate"}
     assert agg == {(n, d) for n in (1, 2, 4, 8) for d in (1, 2, 3)} | {(5, 2)}
     assert sorted(s.n for s in shapes.values() if s.kind == "majority_vote") == [1, 2, 4, 8, 16]
+    assert sorted(s.n for s in shapes.values() if s.kind == "best_of_n") == [1, 2, 4, 8, 16]

@@ -21,6 +21,7 @@ from aft.tools.costs import (
     main,
     measure_ultrafeedback,
     params_of,
+    reward_tokens,
     train_gpu_hours,
     train_rows,
     train_set,
@@ -99,7 +100,8 @@ def test_cli_prints_both_estimates(capsys):
         "build_targets",
         "build_dataset",
         *["train_model"] * 3,
-        *["generate_answers"] * (8 + 11),  # (direct, agg) x benchmarks, then the sweep's 11 (mode, bench)
+        # (direct, agg) x benchmarks, then the sweep's 11 (mode, bench) and best-of-N's 6
+        *["generate_answers"] * (8 + 11 + 6),
         *["judge_answers"] * 2,
     ]
     assert [r["part"] for r in out["upper_bound"][4:7]] == ["sft", "aft_off", "aft_on"]
@@ -167,6 +169,11 @@ def test_agg_inference_requests_and_tokens_by_hand():
     vote = answer_load(StrategyShape(kind="majority_vote", n=8, depth=0), TINY, 100, 8, 4.0)
     # one direct prompt a turn, sampled 8 times: direct's prompt tokens, 8 times its generations
     assert (vote.requests, vote.tokens_in, vote.tokens_out) == (20, direct.tokens_in, 8 * direct.tokens_out)
+    bon = StrategyShape(kind="best_of_n", n=8, depth=0)
+    assert answer_load(bon, TINY, 100, 8, 4.0) == vote  # the same sampling
+    # and the reward model reads each of the 8 samples with its conversation: turn 1, then turn 2
+    assert reward_tokens(bon, TINY, 100, 4.0) == 10 * 8 * ((10 + 100) + (115 + 100))
+    assert reward_tokens(StrategyShape(kind="majority_vote", n=8, depth=0), TINY, 100, 4.0) == 0
 
 
 def test_a_scoped_strategy_costs_only_its_jobs():
@@ -213,10 +220,10 @@ def test_judge_calls_and_tokens_by_hand():
         r.part: r
         for r in judge_rows(run(grid={"modes": ["direct", "agg"]}), Lengths(10, 20, 400), 200, 4.0, True)
     }
-    # the sweep's AlpacaEval 2 strategies (4, AFT-on-policy, both bases) are judged too
+    # the sweep's AlpacaEval 2 strategies (4 agg + 3 best-of-N, AFT-on-policy, both bases) are judged too
     assert {r.part: r for r in judge_rows(run(), Lengths(10, 20, 400), 200, 4.0, False)}[
         "alpaca_eval2"
-    ].jobs == 12 + 8
+    ].jobs == 12 + 14
     assert upper["mt_bench"].tokens_out == jobs * 160 * 2048  # judge.mt_bench.max_tokens
     assert BENCHES["mt_bench"].turns == 2 and BENCHES["alpaca_eval2"].turns == 1
 

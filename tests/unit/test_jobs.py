@@ -230,6 +230,61 @@ def test_a_strategy_reads_its_own_section_not_the_built_in_width_or_its_scope():
     assert '"n":2,"num_aggregation":3' in settings and '"kind":"propose_aggregate"' in settings
 
 
+BON = {"kind": "best_of_n", "n": 4, "reward_model": "rm"}
+RM = {
+    "source": "train",
+    "model": None,
+    "revision": None,
+    "train": {
+        "base": "mini",
+        "rating": "fine_grained",
+        "heldout_fraction": 0.1,
+        "learning_rate": 0.001,
+        "num_train_epochs": 1,
+        "batch_size": 16,
+        "max_length": 256,
+        "seed": 0,
+    },
+    "dtype": "float32",
+    "batch_size": 64,
+    "max_length": 256,
+}
+
+
+def test_best_of_n_reads_its_reward_model_trained_once_and_reruns_nothing_else():
+    def bon_graph(overlay: dict | None = None):
+        cfg = {
+            "grid": {"modes": ["direct", "agg", "bon-4"]},
+            "strategies": {"bon-4": BON},
+            "reward_models": {"rm": RM},
+        }
+        return graph(merge(cfg, overlay or {}))
+
+    g = bon_graph()
+    plain = keys(g)
+    assert changed(keys(graph()), plain) == {}  # adding best-of-N reruns nothing
+    assert g.reward_model_jobs() == [("train_reward_model", {"rm": "rm"})] and g.reward_models_used() == [
+        "rm"
+    ]
+    w = {"base": "mini", "variant": "aft_on", "seed": "0", "mode": "bon-4", "bench": "exact_match"}
+    assert ("train_reward_model", {"rm": "rm"}) in g.parents("generate_answers", **w)
+    assert g.parents("train_reward_model", rm="rm") == [
+        ("prepare_data", {}),
+        ("build_base", {"base": "mini"}),
+    ]
+    # how it scores reruns the best-of-N answers, not the reward model's training
+    scoring = changed(plain, keys(bon_graph({"reward_models": {"rm": {"batch_size": 8}}})))
+    assert scoring == {"generate_answers": 3, "judge_answers": 3}
+    # how it is trained reruns it and the answers it chose
+    assert changed(plain, keys(bon_graph({"reward_models": {"rm": {"train": {"seed": 1}}}}))) == {
+        "train_reward_model": 1,
+        "generate_answers": 3,
+        "judge_answers": 3,
+    }
+    hub = {"source": "hub", "model": "org/rm", "revision": "a" * 40, "train": None}
+    assert bon_graph({"reward_models": {"rm": hub}}).reward_model_jobs() == []
+
+
 def test_a_strategy_scope_limits_the_grid():
     g = graph(
         {"grid": {"modes": ["direct", "vote-8"]}, "strategies": {"vote-8": VOTE8 | {"variants": ["aft_on"]}}}

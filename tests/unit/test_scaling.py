@@ -11,7 +11,7 @@ from aft.eval.scaling import (
     check,
     cost_means,
     markdown,
-    matched_vote,
+    matched,
     plot,
     points,
     scaling_claims,
@@ -27,6 +27,8 @@ SHAPES = {
     "w4d3": StrategyShape("propose_aggregate", 4, 3),
     "vote-4": StrategyShape("majority_vote", 4, 0),
     "vote-16": StrategyShape("majority_vote", 16, 0),
+    "bon-8": StrategyShape("best_of_n", 8, 0),
+    "bon-16": StrategyShape("best_of_n", 16, 0),
 }
 TOKENS = {
     "direct": 10,
@@ -38,6 +40,8 @@ TOKENS = {
     "w4d3": 130,
     "vote-4": 40,
     "vote-16": 160,
+    "bon-8": 80,
+    "bon-16": 160,
 }
 QUESTIONS = [f"q{i}" for i in range(40)]
 
@@ -58,6 +62,8 @@ CORRECT = {
     "w4d3": 36,
     "vote-4": 16,
     "vote-16": 18,
+    "bon-8": 30,
+    "bon-16": 36,  # best-of-16 two questions ahead of agg: too few to call either way
 }
 SCORES = {("mini", "exact_match", "aft_on", m): {"0": right(k)} for m, k in CORRECT.items()}
 SCORES[("mini", "exact_match", "sft", "agg")] = {"0": right(5)}
@@ -67,10 +73,12 @@ COSTS = {k: {"generated_tokens": float(TOKENS[k[3]]), "computed_prompt_tokens": 
 def test_shapes_count_generations_and_name_their_curve():
     assert SHAPES["agg"].generations == 11 and SHAPES["w4d3"].generations == 13
     assert SHAPES["vote-16"].generations == 16 and SHAPES["direct"].generations == 1
-    assert [SHAPES[m].family for m in ("direct", "w4d2", "vote-4")] == [
+    assert SHAPES["bon-16"].generations == 16
+    assert [SHAPES[m].family for m in ("direct", "w4d2", "vote-4", "bon-8")] == [
         "direct",
         "agg depth 2",
         "majority vote",
+        "best-of-N",
     ]
 
 
@@ -79,40 +87,55 @@ def test_cost_means_are_per_question_over_every_seed():
         {"usage": {"generated_tokens": 10, "prompt_tokens": 30, "cached_prompt_tokens": 10, "requests": 2}}
     ]
     seed1 = [
-        {"usage": {"generated_tokens": 20, "prompt_tokens": 30, "cached_prompt_tokens": 30, "requests": 2}}
+        {
+            "usage": {
+                "generated_tokens": 20,
+                "prompt_tokens": 30,
+                "cached_prompt_tokens": 30,
+                "requests": 2,
+                "reward_tokens": 50,
+            }
+        }
     ]
-    assert cost_means([seed0, seed1]) == {"generated_tokens": 15.0, "computed_prompt_tokens": 10.0}
+    assert cost_means([seed0, seed1]) == {
+        "generated_tokens": 15.0,
+        "computed_prompt_tokens": 10.0,
+        "reward_tokens": 25.0,  # answers without the field (before best-of-N) read none
+    }
     assert cost_means([[{"id": "q"}]]) is None  # answers made before cost accounting
 
 
 def test_rows_without_a_cost_are_left_out_of_points_and_claims():
     costs = {k: v for k, v in COSTS.items() if k[3] != "vote-16"}
     assert "vote-16" not in {p.mode for p in points(SCORES, costs, SHAPES)}
-    assert [c.lower[1] for _, _, c in scaling_claims(SCORES, costs, SHAPES)][-1] == "vote-4"
+    assert [c.lower[1] for _, _, c in scaling_claims(SCORES, costs, SHAPES)][-2] == "vote-4"
 
 
-def test_matched_vote_is_the_cheapest_with_at_least_as_many_tokens():
+def test_matched_is_the_cheapest_with_at_least_as_many_tokens():
     tokens = {"agg": 110, "vote-4": 40, "vote-16": 160, "vote-8": 80}
-    assert matched_vote("agg", ["vote-4", "vote-8", "vote-16"], tokens) == "vote-16"
-    assert matched_vote("agg", ["vote-4", "vote-8"], tokens) == "vote-8"  # none enough: the largest
-    assert matched_vote("agg", [], tokens) is None
+    assert matched("agg", ["vote-4", "vote-8", "vote-16"], tokens) == "vote-16"
+    assert matched("agg", ["vote-4", "vote-8"], tokens) == "vote-8"  # none enough: the largest
+    assert matched("agg", [], tokens) is None
 
 
 def test_scaling_claims_compare_the_extremes_of_the_most_swept_dimension():
     texts = [(c.higher, c.lower) for _, _, c in scaling_claims(SCORES, COSTS, SHAPES)]
     # width: depth 1 and 2 both have two widths (and agg's depth 2 a third): depth 2, n=5 vs n=1
-    # depth: width 4 has depths 1, 2, 3: 3 vs 1; agg vs the vote with >= 110 tokens: vote-16
+    # depth: width 4 has depths 1, 2, 3: 3 vs 1; agg vs the vote and the best-of-N with >= 110 tokens
     assert texts == [
         (("aft_on", "agg"), ("aft_on", "w1d2")),
         (("aft_on", "w4d3"), ("aft_on", "w4d1")),
         (("aft_on", "agg"), ("aft_on", "vote-16")),
+        (("aft_on", "agg"), ("aft_on", "bon-16")),
     ]  # and none for SFT, not trained to aggregate
 
 
 def test_scaling_claims_get_paired_intervals_and_verdicts():
     rows = check(SCORES, COSTS, SHAPES)
-    assert [r.verdict for r in rows] == ["reproduced", "reproduced", "reproduced"]
-    width, depth, vote = rows
+    assert [r.verdict for r in rows] == ["reproduced", "reproduced", "reproduced", "inconclusive"]
+    width, depth, vote, bon = rows
+    assert bon.interval.diff == pytest.approx(100 * (34 - 36) / 40)
+    assert "best-of-N at matched tokens (agg 110 vs bon-16 160" in bon.claim.text
     assert width.interval.diff == pytest.approx(100 * (34 - 14) / 40)
     assert depth.interval.diff == pytest.approx(100 * (36 - 20) / 40)
     assert vote.interval.lo > 0 and vote.interval.n == 40 and vote.paper_diff is None
@@ -132,7 +155,7 @@ def test_points_are_ordered_by_generations_with_question_intervals(tmp_path):
     table = markdown(pts, {"exact_match": "EM acc. %"})
     assert (
         "| mini | exact_match (EM acc. %) | AFT-on-policy | agg | propose_aggregate | 5 | 2 | 11 | 110.0"
-        " | 7.0 | 85.0 [" in table
+        " | 7.0 | 0.0 | 85.0 [" in table
     )
     plot(pts, tmp_path / "scaling.png", {"exact_match": "EM acc. %"})
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

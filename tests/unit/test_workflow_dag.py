@@ -26,9 +26,10 @@ def test_paper_dag_is_the_full_grid(tmp_path):
         "build_dataset": 6,
         "train_model": 6,
         # bases x variants x (direct, agg) x benchmarks, then the scaling sweep for AFT-on-policy: 4
-        # propose-and-aggregate settings on AlpacaEval 2 and GSM8K, 3 majority votes on GSM8K, both bases
-        "generate_answers": 2 * 3 * 2 * 4 + 2 * (4 * 2 + 3),
-        "judge_answers": 70,
+        # propose-and-aggregate settings on AlpacaEval 2 and GSM8K, 3 majority votes on GSM8K, 3 best-of-N
+        # on both (with a hub reward model: no training job), both bases
+        "generate_answers": 2 * 3 * 2 * 4 + 2 * (4 * 2 + 3 + 3 * 2),
+        "judge_answers": 82,
         "measure_target_loss": 2,  # §6.1, one a base
         "make_report": 1,
         "all": 1,

@@ -79,8 +79,8 @@ def test_editing_the_judge_section_changes_only_the_judge_jobs(tmp_path):
     assert set(by_job(after)) == set(by_job(before))
     # the LLM-judged jobs are made anew (new keys) and the report reads them; nothing else changes, not
     # even the GSM8K and IFEval jobs, which lm-eval's code scores
-    # (24 of the paper's grid and the 8 AlpacaEval 2 ones of its scaling sweep)
-    assert changed_rules(before, after) == {"judge_answers": 32, "make_report": 1}
+    # (24 of the paper's grid and the 8 + 6 AlpacaEval 2 ones of its scaling sweep and best-of-N)
+    assert changed_rules(before, after) == {"judge_answers": 38, "make_report": 1}
 
 
 def test_judge_jobs_read_the_reference_and_prompt_files_from_sources(tmp_path):

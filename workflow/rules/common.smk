@@ -37,6 +37,7 @@ wildcard_constraints:
     seed=r"\d+",
     key=KEY_PATTERN,
     experiment=EXPERIMENT,
+    rm="|".join(re.escape(r) for r in CFG.reward_models) or "(?!)",
 
 
 def section(**parts):
@@ -115,12 +116,13 @@ def check_cluster_site():
         )
 
 
+def base_folder(base):
+    """A built base's folder as a DAG input; a hub base is none."""
+    return [base_model(base)] if CFG.bases[base].source == "build" else []
+
+
 def base_model_input(wildcards):
-    return (
-        [base_model(wildcards.base)]
-        if CFG.bases[wildcards.base].source == "build"
-        else []
-    )
+    return base_folder(wildcards.base)
 
 
 def proposals_file(pset):
@@ -189,6 +191,28 @@ def answer_model_input(w):
 def answer_revision(w):
     ck = checkpoint_of(w)
     return f"--revision {ck.revision}" if ck and ck.revision else ""
+
+
+def answer_reward_model(w):
+    """Best-of-N's reward model: (its name, the folder or hub id to load), or None for other modes."""
+    s = CFG.strategy(w.mode)
+    if s is None or s.kind != "best_of_n":
+        return None
+    rc = CFG.reward_models[s.reward_model]
+    if rc.source == "hub":
+        return s.reward_model, rc.model
+    return s.reward_model, f"{job_dir('train_reward_model', rm=s.reward_model)}/model"
+
+
+def answer_reward_input(w):
+    """A reward model trained here, as a DAG input of the best-of-N answers that read it."""
+    rm = answer_reward_model(w)
+    return [rm[1]] if rm and CFG.reward_models[rm[0]].source == "train" else []
+
+
+def answer_reward_arg(w):
+    rm = answer_reward_model(w)
+    return f"--reward-model {shlex.quote(rm[1])}" if rm else ""
 
 
 def bench_file(bench):
@@ -286,6 +310,16 @@ TARGET_LOSS_JOBS = GRAPH.target_loss_jobs()
 EXPERIMENT_JOBS = GRAPH.lineage(
     [*(("judge_answers", w) for w in JUDGED_JOBS), *TARGET_LOSS_JOBS]
 )
+# best-of-N's reward models: trained here (their held-out pairs feed the report) or from the hub
+REWARD_HELDOUT = {
+    w["rm"]: f"{job_dir(rule, **w)}/heldout.jsonl"
+    for rule, w in GRAPH.reward_model_jobs()
+}
+REWARD_HUB = {
+    name: CFG.reward_models[name].model
+    for name in GRAPH.reward_models_used()
+    if CFG.reward_models[name].source == "hub"
+}
 
 
 def experiment_info():

@@ -1,5 +1,6 @@
-# Inference: direct answers, or propose-and-aggregate with the official semantics (vLLM). The model is
-# the trained one, or a checkpoint named in the config's `checkpoints` (then nothing is trained).
+# Inference: direct answers, propose-and-aggregate with the official semantics, or a named strategy
+# (majority vote, best-of-N with a reward model) through vLLM. The model is the trained one, or a
+# checkpoint named in the config's `checkpoints` (then nothing is trained).
 
 
 rule generate_answers:
@@ -7,6 +8,7 @@ rule generate_answers:
         model=answer_model_input,
         bench=lambda w: bench_file(w.bench),
         template=CFG.inference.template_file,
+        reward_model=answer_reward_input,
     output:
         answers="results/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/answers.jsonl",
         metrics="results/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}/metrics.json",
@@ -21,8 +23,10 @@ rule generate_answers:
         cfg=settings_of("generate_answers"),
         model=answer_model,
         revision=answer_revision,
+        reward_model=answer_reward_arg,
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.generate_answers --config {params.cfg:q} --mode {wildcards.mode}"
         " --model {params.model} {params.revision} --bench {input.bench} --bench-name {wildcards.bench}"
-        " --out {output.answers} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
+        " --out {output.answers} {params.reward_model} --metrics {output.metrics}"
+        " --wildcards {params.wc} > {log} 2>&1"

@@ -16,6 +16,7 @@ rule make_report:
         target_loss=[
             f"{job_dir(rule, **w)}/losses.json" for rule, w in TARGET_LOSS_JOBS
         ],
+        reward_heldout=list(REWARD_HELDOUT.values()),
     output:
         table="reports/{experiment}/results.md",
         html=report(
@@ -66,11 +67,14 @@ rule make_report:
     params:
         cfg=section(report=CFG.report, strategies=CFG.strategy_shapes()),
         experiment=json.dumps(experiment_info()),
+        reward_heldout=" ".join(f"{n}={f}" for n, f in REWARD_HELDOUT.items()),
+        reward_hub=" ".join(shlex.quote(f"{n}={m}") for n, m in REWARD_HUB.items()),
     shell:
         "python -m aft.stages.make_report --config {params.cfg:q} --experiment {params.experiment:q}"
         " --results {input.results} --judgments {input.judgments} --answers {input.answers}"
         " --jobs {input.jobs} --table {output.table} --html {output.html} --plot {output.plot} --curves {output.curves}"
         " --scaling {output.scaling} --target-loss {input.target_loss}"
         " --target-loss-plot {output.target_loss_plot}"
+        " --reward-heldout {params.reward_heldout} --reward-hub {params.reward_hub}"
         " --json {output.json}"
         " --artifacts {output.artifacts} --metrics {output.metrics} > {log} 2>&1"

@@ -52,3 +52,30 @@ rule train_model:
         "OMP_NUM_THREADS={threads} {params.launch} -m aft.stages.train_model --config {params.cfg:q} --data {input.data}"
         " --base-model {params.model} --out {output.model} --metrics {output.metrics}"
         " --wildcards {params.wc} > {log} 2>&1"
+
+
+# Best-of-N's reward model, when the config trains one (reward_models.<rm>.source: train): TRL's
+# RewardTrainer on the UltraFeedback-schema ratings, and its accuracy on held-out queries' pairs.
+rule train_reward_model:
+    input:
+        ultrafeedback=lambda w: data_file("ultrafeedback.jsonl"),
+        model=lambda w: base_folder(CFG.reward_models[w.rm].train.base),
+    output:
+        model=directory("results/train_reward_model/{rm}/{key}/model"),
+        heldout="results/train_reward_model/{rm}/{key}/heldout.jsonl",
+        metrics="results/train_reward_model/{rm}/{key}/metrics.json",
+    log:
+        "logs/train_reward_model/{rm}/{key}.log",
+    benchmark:
+        "results/timings/train_reward_model/{rm}/{key}.tsv"
+    threads: threads_of("train_reward_model")
+    resources:
+        **resources_of("train_reward_model", gpus=1 if CFG.train.num_gpus else 0),
+    params:
+        cfg=settings_of("train_reward_model"),
+        model=lambda w: base_model(CFG.reward_models[w.rm].train.base),
+        wc=wildcard_tags,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m aft.stages.train_reward_model --config {params.cfg:q}"
+        " --ultrafeedback {input.ultrafeedback} --base-model {params.model} --out {output.model}"
+        " --heldout {output.heldout} --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"

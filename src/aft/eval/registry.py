@@ -73,6 +73,7 @@ class Benchmark:
     judge_sources: dict[str, str] = field(default_factory=dict)  # judge file role -> `sources` entry
     optional_roles: tuple[str, ...] = ()  # roles whose source may be null: the score they feed is then None
     votable: bool = False  # an answer can be extracted from a response (majority vote applies)
+    multi_turn: bool = False  # a question has several user turns, each answered after the last
     paper_judge_name: str | None = None  # who judged the paper's numbers
     paper_judge_models: tuple[str, ...] = ()  # the model ids that count as the paper's judge
     paper: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # base -> row -> key -> value
@@ -153,6 +154,7 @@ MT_BENCH = Benchmark(
     module="aft.eval.mt_bench",
     data_kind="paper",
     judge="llm",
+    multi_turn=True,
     columns=(
         Column("turn1", "MT 1st", "mt_1st"),
         Column("turn2", "MT 2nd", "mt_2nd"),

@@ -1,10 +1,12 @@
 """Inference scaling: each strategy's score against what it cost (generated tokens per question), and the
 claims of the paper's second half checked with paired intervals: quality grows with the width and with
-the depth of propose-and-aggregate, and an aggregating model beats majority vote at matched compute.
+the depth of propose-and-aggregate, and an aggregating model beats majority vote and best-of-N with a
+reward model at matched compute (generated tokens; the reward model's reading is reported beside).
 
 Pure: per-question scores and costs in, points, claims and a plot out (aft.stages.make_report reads the
 files). A strategy is (kind, width n, depth): direct is (direct, 1, 0), the built-in agg is
-(propose_aggregate, inference.n, inference.num_aggregation), majority vote is (majority_vote, n, 0).
+(propose_aggregate, inference.n, inference.num_aggregation), majority vote is (majority_vote, n, 0),
+best-of-N is (best_of_n, n, 0).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from aft.eval.claims import Claim
 from aft.eval.report import VARIANT_LABEL
 
 AGGREGATORS = ("aft_off", "aft_on")  # the variants trained to aggregate: the claims are theirs
+BASELINES = {"majority_vote": "majority vote", "best_of_n": "best-of-N"}  # sampling baselines, by kind
 
 
 @dataclass(frozen=True)
 class StrategyShape:
-    kind: str  # direct, propose_aggregate, majority_vote
-    n: int  # width (samples per layer) or votes
+    kind: str  # direct, propose_aggregate, majority_vote, best_of_n
+    n: int  # width (samples per layer), votes or samples to choose from
     depth: int  # aggregation layers, counting the final one (0: no aggregation)
 
     @property
@@ -31,10 +34,11 @@ class StrategyShape:
 
     @property
     def family(self) -> str:
-        """The curve a strategy lies on: propose-and-aggregate at one depth over widths, or vote over n."""
+        """The curve a strategy lies on: propose-and-aggregate at one depth over widths, a vote or
+        best-of-N over n."""
         if self.kind == "propose_aggregate":
             return f"agg depth {self.depth}"
-        return "majority vote" if self.kind == "majority_vote" else "direct"
+        return BASELINES.get(self.kind, "direct")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Point:
     shape: StrategyShape
     tokens: float  # generated tokens per question (mean over questions and seeds)
     computed_prompt_tokens: float  # prompt tokens per question not served from the prefix cache
+    reward_tokens: float  # tokens per question a reward model read (best-of-N; 0 otherwise)
     score: stats.Estimate  # the claim score (the benchmark's per-question mean) with its 95% interval
 
 
@@ -70,6 +75,7 @@ def cost_means(answer_rows: list[list[dict]]) -> dict[str, float] | None:
             r["usage"]["prompt_tokens"] - r["usage"]["cached_prompt_tokens"] for r in rows
         )
         / n,
+        "reward_tokens": sum(r["usage"].get("reward_tokens", 0) for r in rows) / n,
     }
 
 
@@ -98,6 +104,7 @@ def points(scores: Scores, costs: Costs, shapes: dict[str, StrategyShape]) -> li
                 shapes[mode],
                 c["generated_tokens"],
                 c["computed_prompt_tokens"],
+                c.get("reward_tokens", 0.0),
                 est,
             )
         )
@@ -110,15 +117,16 @@ def markdown(pts: list[Point], measures: dict[str, str]) -> str:
         return "No strategy was evaluated.\n"
     lines = [
         "| base | benchmark | model | strategy | kind | width | depth | generations / question |"
-        " generated tokens / question | computed prompt tokens / question | score [95% CI] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " generated tokens / question | computed prompt tokens / question | reward-model tokens / question"
+        " | score [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in pts:
         s = p.shape
         lines.append(
             f"| {p.base} | {p.bench} ({measures[p.bench]}) | {VARIANT_LABEL[p.variant]} | {p.mode} | {s.kind}"
             f" | {s.n} | {s.depth} | {s.generations} | {p.tokens:.1f} | {p.computed_prompt_tokens:.1f}"
-            f" | {p.score.formatted()} |"
+            f" | {p.reward_tokens:.1f} | {p.score.formatted()} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -140,13 +148,13 @@ def _extremes(
     return ordered[-1], ordered[0]
 
 
-def matched_vote(agg_mode: str, votes: list[str], tokens: dict[str, float]) -> str | None:
-    """The majority vote matched to an aggregation's compute: the cheapest vote that generated at least as
-    many tokens per question (the vote is never given less), else the most expensive one."""
-    if not votes:
+def matched(agg_mode: str, rivals: list[str], tokens: dict[str, float]) -> str | None:
+    """The baseline (vote or best-of-N) matched to an aggregation's compute: the cheapest that generated at
+    least as many tokens per question (the baseline is never given less), else the most expensive one."""
+    if not rivals:
         return None
-    enough = [v for v in votes if tokens[v] >= tokens[agg_mode]]
-    return min(enough, key=lambda v: tokens[v]) if enough else max(votes, key=lambda v: tokens[v])
+    enough = [v for v in rivals if tokens[v] >= tokens[agg_mode]]
+    return min(enough, key=lambda v: tokens[v]) if enough else max(rivals, key=lambda v: tokens[v])
 
 
 def scaling_claims(
@@ -155,7 +163,7 @@ def scaling_claims(
     """(base, bench, claim) for every scaling claim the grid can decide, for the variants trained to
     aggregate: width (widest vs narrowest at one depth), depth (deepest vs shallowest at one width), and
     propose-and-aggregate (the built-in agg, else the widest at the most-swept depth) against the majority
-    vote matched in generated tokens."""
+    vote and the best-of-N matched in generated tokens."""
     out = []
     for base, bench, variant in sorted({(k[0], k[1], k[2]) for k in scores}):
         if variant not in AGGREGATORS:
@@ -177,15 +185,15 @@ def scaling_claims(
             )
             out.append((base, bench, Claim(text, (variant, hi), (variant, lo), "greater")))
         agg = "agg" if "agg" in modes else pick.get("width")
-        votes = [m for m in modes if shapes[m].kind == "majority_vote"]
         tokens = {m: costs[(base, bench, variant, m)]["generated_tokens"] for m in modes}
-        vote = matched_vote(agg, votes, tokens) if agg else None
-        if vote is not None:
-            text = (
-                f"{label} w/ Agg. > majority vote at matched tokens ({agg} {tokens[agg]:.0f} vs {vote}"
-                f" {tokens[vote]:.0f} generated tokens/question)"
-            )
-            out.append((base, bench, Claim(text, (variant, agg), (variant, vote), "greater")))
+        for kind, name in BASELINES.items():
+            rival = matched(agg, [m for m in modes if shapes[m].kind == kind], tokens) if agg else None
+            if rival is not None:
+                text = (
+                    f"{label} w/ Agg. > {name} at matched tokens ({agg} {tokens[agg]:.0f} vs {rival}"
+                    f" {tokens[rival]:.0f} generated tokens/question)"
+                )
+                out.append((base, bench, Claim(text, (variant, agg), (variant, rival), "greater")))
     return out
 
 
@@ -210,7 +218,7 @@ LINESTYLES = {"sft": ":", "aft_off": "-", "aft_on": "--"}
 
 def plot(pts: list[Point], path, measures: dict[str, str]) -> None:
     """Score against generated tokens per question (log scale), a panel per base and benchmark: a curve per
-    strategy family (propose-and-aggregate at each depth over its widths, majority vote over its n) and
+    strategy family (propose-and-aggregate at each depth over its widths, vote and best-of-N over n) and
     variant, direct answers as single points; 95% intervals as error bars."""
     import matplotlib
 

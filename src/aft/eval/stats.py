@@ -25,7 +25,7 @@ class Estimate:
     lo: float | None  # None: no interval (one seed and no per-question scores)
     hi: float | None
     n: int  # the samples the interval is over (seeds or questions)
-    over: str  # "seeds" or "questions"
+    over: str  # "seeds", "questions" or "clusters"
 
     def formatted(self, digits: int = 1) -> str:
         if self.lo is None or self.hi is None:
@@ -80,3 +80,22 @@ def crossed_bootstrap(
     means = np.einsum("rk,kn,rn->r", seed_counts, diffs, question_counts) / (k * n)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(diffs.mean()), float(lo), float(hi), n
+
+
+def cluster_interval(
+    values: dict[str, list[float]], resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> Estimate:
+    """Mean over every item with a percentile bootstrap that resamples clusters (items of one cluster,
+    e.g. the preference pairs of one query, are not independent). `values`: cluster -> its items."""
+    keys = [k for k in sorted(values) if values[k]]
+    if not keys:
+        raise ValueError("no item to average")
+    sums = np.array([sum(values[k]) for k in keys], dtype=float)
+    counts = np.array([len(values[k]) for k in keys], dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = np.stack(
+        [np.bincount(rng.integers(0, len(keys), len(keys)), minlength=len(keys)) for _ in range(resamples)]
+    )
+    means = (draws @ sums) / (draws @ counts)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return Estimate(float(sums.sum() / counts.sum()), float(lo), float(hi), len(keys), "clusters")

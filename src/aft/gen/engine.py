@@ -192,6 +192,19 @@ class VLLMEngine:
         outs = self.llm.generate(prompts, self._params(sampling, seeds), use_tqdm=self.progress)
         return self._collect(outs)
 
+    def close(self) -> None:
+        """Stop the engine and give its memory back (a reward model is loaded after it, on the same
+        device). The engine cannot be used afterwards."""
+        import gc
+
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        gc.collect()
+        if _cuda_available():
+            import torch
+
+            torch.cuda.empty_cache()
+
 
 @dataclass
 class RepeatedPromptEngine:

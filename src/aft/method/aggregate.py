@@ -1,5 +1,6 @@
 """The answer strategies: direct, propose-and-aggregate with the official semantics (see
-spec/method.md) and majority vote, batched, with what each question cost.
+spec/method.md), majority vote and the samples best-of-N picks from, batched, with what each
+question cost.
 
 Every layer is one engine call for all conversations: vLLM samples n per prompt with the prompt
 prefilled once, where the official code repeats each prompt n times.
@@ -177,15 +178,30 @@ def vote(samples: list[str], answers: list[str | None]) -> tuple[str, dict[str, 
     return samples[answers.index(winner)], dict(counts)
 
 
+def sample(
+    engine: MeteredEngine, conversations: list[list[Message]], s: AggSettings
+) -> tuple[list[list[str]], list[Usage]]:
+    """n samples of the direct prompt per conversation at the layer sampling (s.n, temperature, top_p):
+    what majority vote and best-of-N choose from."""
+    meter = Meter(engine, len(conversations))
+    return meter.chat([proposal_messages(c) for c in conversations], s.layer), meter.usage
+
+
 def majority_vote(
     engine: MeteredEngine, conversations: list[list[Message]], s: AggSettings, answers_of: VoteFn
 ) -> tuple[list[str], list[list[str]], list[Usage]]:
-    """Self-consistency: n samples of the direct prompt at the layer sampling (s.n, temperature, top_p),
-    the majority answer's first sample as the reply; returns the replies, the samples and the costs."""
-    meter = Meter(engine, len(conversations))
-    samples = meter.chat([proposal_messages(c) for c in conversations], s.layer)
+    """Self-consistency: the majority answer's first sample as the reply; returns the replies, the
+    samples and the costs."""
+    samples, usage = sample(engine, conversations, s)
     replies = [vote(x, answers_of(x))[0] for x in samples]
-    return replies, samples, meter.usage
+    return replies, samples, usage
+
+
+def best_of(samples: list[str], scores: list[float]) -> int:
+    """The index of the sample a reward model scores highest (ties to the earliest)."""
+    if len(samples) != len(scores) or not samples:
+        raise ValueError(f"{len(samples)} samples with {len(scores)} scores")
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
 AnswerFn = Callable[[list[list[Message]]], tuple[list[str], list, list[Usage]]]
@@ -227,7 +243,7 @@ def answer_dialogues(
     return answers, traces, usage
 
 
-KINDS = ("direct", "propose_aggregate", "majority_vote")
+KINDS = ("direct", "propose_aggregate", "majority_vote", "sample")
 
 
 def answerer(
@@ -239,8 +255,9 @@ def answerer(
     barrier_free_seed: int | None = None,
 ) -> AnswerFn:
     """The answer function of a strategy kind. Traces: every layer's outputs (propose_aggregate), the
-    samples that voted (majority_vote, as one layer), None (direct). `barrier_free_seed`: run
-    propose-and-aggregate barrier-free, each question's layers seeded from it."""
+    samples that voted (majority_vote, as one layer), None (direct). `sample`: the n samples as the
+    trace and the first as the reply (best-of-N picks among them once a reward model has scored them).
+    `barrier_free_seed`: run propose-and-aggregate barrier-free, each question's layers seeded from it."""
     if kind == "direct":
 
         def one(convs: list[list[Message]]) -> tuple[list[str], list, list[Usage]]:
@@ -267,4 +284,11 @@ def answerer(
             return replies, [[x] for x in samples], usage
 
         return voted
+    if kind == "sample":
+
+        def sampled(convs: list[list[Message]]) -> tuple[list[str], list, list[Usage]]:
+            samples, usage = sample(engine, convs, s)
+            return [x[0] for x in samples], [[x] for x in samples], usage
+
+        return sampled
     raise ValueError(f"unknown strategy kind {kind!r}; expected one of {KINDS}")

@@ -56,12 +56,14 @@ Seeds = list[int] | None  # one sampling seed per request (None: the engine's ow
 @dataclass(frozen=True)
 class Usage:
     """What answering one question cost: requests, prompt tokens submitted (of which served from the
-    prefix cache, so not computed) and tokens generated. Summed over a question's layers and turns."""
+    prefix cache, so not computed), tokens generated, and tokens a reward model read (best-of-N).
+    Summed over a question's layers and turns."""
 
     requests: int = 0
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     generated_tokens: int = 0
+    reward_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(*(a + b for a, b in zip(self.__dict__.values(), other.__dict__.values(), strict=True)))

@@ -20,7 +20,7 @@ def query_id(text: str) -> str:
     return "q" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _rating(completion: dict, rating: str) -> float | None:
+def rating_of(completion: dict, rating: str) -> float | None:
     value = completion.get(ASPECT_KEYS[rating])
     if value in (None, "N/A", ""):
         return None
@@ -82,7 +82,7 @@ def normalise_ultrafeedback(
                 counts["completions_dropped_duplicate"] += 1
             else:
                 texts.add(text)
-                r = _rating(c, rating)
+                r = rating_of(c, rating)
                 counts["ratings_missing"] += r is None
                 kept.append((text, c.get("model", "unknown"), r))
         if len(kept) < num_proposals:

@@ -556,6 +556,45 @@ class TargetLossConfig(Section):
     batch_size: int = Field(ge=1, description="conversations per forward pass")
 
 
+# --------------------------------------------------------------------------------------- reward models
+class RewardTrainConfig(Section):
+    """A reward model trained here with TRL's RewardTrainer on the UltraFeedback-schema file's ratings:
+    every pair of a query's completions whose ratings differ, the higher-rated one chosen; a seeded share
+    of the queries is held out, and the model's accuracy on their pairs goes in the report."""
+
+    base: Name = Field(description="the base (a key of bases) that gets the scalar head")
+    rating: Literal["fine_grained", "overall"] = Field(description="the UltraFeedback rating that ranks")
+    heldout_fraction: float = Field(gt=0, lt=1, description="share of the queries held out (all their pairs)")
+    learning_rate: float = Field(gt=0)
+    num_train_epochs: float = Field(gt=0)
+    batch_size: int = Field(ge=1, description="pairs per optimizer step")
+    max_length: int = Field(ge=16, description="tokens of a rendered conversation; longer pairs are dropped")
+    seed: int = Field(description="the held-out split, the head's initialisation and the data order")
+
+
+class RewardModelConfig(Section):
+    """A reward model for best-of-N: a sequence-classification model (one scalar) read through
+    transformers, trained here (source=train) or an open one from the hub (source=hub)."""
+
+    source: Literal["train", "hub"]
+    model: str | None = Field(None, description="source=hub: hub id or local path")
+    revision: str | None = Field(None, description="source=hub: pinned hub revision")
+    train: RewardTrainConfig | None = Field(None, description="source=train: how it is trained")
+    dtype: Literal["float32", "bfloat16"] = Field(description="weights while scoring (CPU: float32)")
+    batch_size: int = Field(ge=1, description="conversations per scoring forward pass")
+    max_length: int = Field(
+        ge=16, description="tokens of a scored conversation; a longer one is cut from the right (counted)"
+    )
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> RewardModelConfig:
+        if self.source == "hub" and (not self.model or self.train is not None):
+            raise ValueError("source is 'hub': give 'model' (a hub id or local path) and no 'train'")
+        if self.source == "train" and (self.train is None or self.model is not None):
+            raise ValueError("source is 'train': give 'train' (its training settings) and no 'model'")
+        return self
+
+
 # ------------------------------------------------------------------------------------------ strategies
 class StrategyScope(Section):
     """Which of the grid's variants and benchmarks a strategy answers (null = all of them). Read only to
@@ -589,13 +628,26 @@ class MajorityVoteStrategy(StrategyScope):
     n: int = Field(ge=1, description="samples that vote")
 
 
-Strategy = Annotated[ProposeAggregateStrategy | MajorityVoteStrategy, Field(discriminator="kind")]
+class BestOfNStrategy(StrategyScope):
+    """Best-of-N: n samples of the direct prompt at inference.temperature/top_p; a reward model scores
+    each (the conversation with the sample as the reply) and the highest-scored one is the answer (ties
+    to the earliest). Single-turn benchmarks only: the samples are made first, then the engine is closed
+    and the reward model loaded, so the two never share the GPU."""
+
+    kind: Literal["best_of_n"]
+    n: int = Field(ge=1, description="samples the reward model chooses from")
+    reward_model: Name = Field(description="a key of reward_models")
+
+
+Strategy = Annotated[
+    ProposeAggregateStrategy | MajorityVoteStrategy | BestOfNStrategy, Field(discriminator="kind")
+]
 
 
 class StrategyShape(Section):
     """What the report needs of a strategy: its kind, width (or votes) and depth (0: no aggregation)."""
 
-    kind: Literal["direct", "propose_aggregate", "majority_vote"]
+    kind: Literal["direct", "propose_aggregate", "majority_vote", "best_of_n"]
     n: int = Field(ge=1)
     depth: int = Field(ge=0)
 
@@ -821,6 +873,7 @@ JobRule = Literal[
     "generate_answers",
     "judge_answers",
     "measure_target_loss",
+    "train_reward_model",
     "make_report",
 ]
 JOB_RULES: tuple[str, ...] = JobRule.__args__
@@ -896,6 +949,10 @@ class Config(Section):
         default_factory=dict,
         description="name -> an inference strategy grid.modes may name besides the built-in direct and agg"
         " (docs/scaling.md); each job reads only its own strategy's section",
+    )
+    reward_models: dict[Name, RewardModelConfig] = Field(
+        default_factory=dict,
+        description="name -> a reward model best_of_n strategies choose with (trained here or from the hub)",
     )
 
     def strategy(self, mode: str) -> Strategy | None:
@@ -992,10 +1049,32 @@ class Config(Section):
                         f" to vote on (votable: {[b for b, r in REGISTRY.items() if r.votable]}); limit it"
                         f" with strategies.{mode}.benchmarks"
                     )
-            if s.kind == "majority_vote" and s.n > 1 and self.inference.temperature == 0:
+            if s.kind in ("majority_vote", "best_of_n") and s.n > 1 and self.inference.temperature == 0:
                 raise ValueError(
                     f"strategies.{mode}: {s.n} greedy samples (inference.temperature=0) would all agree"
                 )
+            if s.kind == "best_of_n":
+                self._check_best_of_n(mode, s)
+        for name, rm in self.reward_models.items():
+            if rm.train is not None and rm.train.base not in self.bases:
+                raise ValueError(
+                    f"reward_models.{name}.train.base={rm.train.base!r} is not in bases {sorted(self.bases)}"
+                )
+
+    def _check_best_of_n(self, mode: str, s: BestOfNStrategy) -> None:
+        if s.reward_model not in self.reward_models:
+            raise ValueError(
+                f"strategies.{mode}.reward_model={s.reward_model!r} is not in reward_models"
+                f" {sorted(self.reward_models)}"
+            )
+        benches = [b for b in s.benchmarks or self.grid.benchmarks if b in self.grid.benchmarks]
+        multi = [b for b in benches if REGISTRY[b].multi_turn]
+        if multi:
+            raise ValueError(
+                f"strategies.{mode} is best-of-N, but {multi} are multi-turn (the policy's engine and the"
+                f" reward model would have to share the GPU turn after turn); limit it with"
+                f" strategies.{mode}.benchmarks"
+            )
 
     def aggregation_widths(self) -> list[tuple[str, int]]:
         """(key, n) of every propose-and-aggregate setting the grid runs: the built-in agg's and each

@@ -40,6 +40,7 @@ JOB_DIRS = {
     "build_dataset": "results/build_dataset/{base}/{variant}/{key}",
     "train_model": "results/train_model/{base}/{variant}/seed{seed}/{key}",
     "measure_target_loss": "results/measure_target_loss/{base}/{key}",
+    "train_reward_model": "results/train_reward_model/{rm}/{key}",
     "generate_answers": "results/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}",
     "judge_answers": "results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}",
 }
@@ -85,6 +86,7 @@ class JobGraph:
             "build_dataset": self._dataset,
             "train_model": self._train,
             "measure_target_loss": self._target_loss,
+            "train_reward_model": self._reward_model,
             "generate_answers": self._answers,
             "judge_answers": self._judge,
         }
@@ -238,6 +240,27 @@ class JobGraph:
         settings = settings_json(target_loss=self.cfg.target_loss, base=self.cfg.bases[base])
         return settings, parents, [self.text_identity(self.cfg.dataset.template_file)]
 
+    def reward_models_used(self) -> list[str]:
+        """The reward models the grid's best-of-N strategies choose with."""
+        return sorted(
+            {
+                s.reward_model
+                for m in self.cfg.grid.modes
+                if (s := self.cfg.strategy(m)) is not None and s.kind == "best_of_n"
+            }
+        )
+
+    def reward_model_jobs(self) -> list[Job]:
+        """The training jobs of the reward models used that are trained here."""
+        used = self.reward_models_used()
+        return [("train_reward_model", {"rm": n}) for n in used if self.cfg.reward_models[n].train]
+
+    def _reward_model(self, rm: str):
+        # only its training section: how it scores (batch, dtype) does not change the trained model
+        train = self.cfg.reward_models[rm].train
+        parents = [("prepare_data", {}), *self.base_parents(train.base)]
+        return settings_json(reward_train=train, base=self.cfg.bases[train.base]), parents, []
+
     def _answers(self, base: str, variant: str, seed: str, mode: str, bench: str):
         ck = self.checkpoint(base, variant)
         identities = [self.text_identity(self.cfg.inference.template_file)]
@@ -249,6 +272,9 @@ class JobGraph:
             model = []
             identities.append(settings_json(checkpoint=ck))
         parents = [*model, ("prepare_bench", {"bench": bench})]
+        s = self.cfg.strategy(mode)
+        if s is not None and s.kind == "best_of_n" and self.cfg.reward_models[s.reward_model].train:
+            parents.append(("train_reward_model", {"rm": s.reward_model}))
         return self.strategy_settings(mode, seed), parents, identities
 
     def strategy_settings(self, mode: str, seed: str) -> str:
@@ -261,9 +287,10 @@ class JobGraph:
             return settings_json(inference=ic)
         depth = s.num_aggregation if s.kind == "propose_aggregate" else 1
         ic = ic.model_copy(update={"n": s.n, "num_aggregation": depth})
-        return settings_json(
-            inference=ic, strategy=s.model_copy(update={"variants": None, "benchmarks": None})
-        )
+        parts = {"inference": ic, "strategy": s.model_copy(update={"variants": None, "benchmarks": None})}
+        if s.kind == "best_of_n":  # how it scores (a trained model's training is its parent's key)
+            parts["reward_model"] = self.cfg.reward_models[s.reward_model]
+        return settings_json(**parts)
 
     def _judge(self, base: str, variant: str, seed: str, mode: str, bench: str):
         w = {"base": base, "variant": variant, "seed": seed, "mode": mode, "bench": bench}

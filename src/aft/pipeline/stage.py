@@ -78,6 +78,17 @@ def sections(raw: str, optional: tuple[str, ...] = (), **models: type[BaseModel]
     return out
 
 
+def named_pairs(items: list[str], flag: str, what: str = "PATH") -> dict[str, str]:
+    """NAME=VALUE arguments as a dict (e.g. `--models aft_on=DIR`), refusing any other shape."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise SystemExit(f"{flag} {item!r}: expected NAME={what}")
+        out[name] = value
+    return out
+
+
 def read_text_input(key: str, path: str, must_contain: str | None = None) -> str:
     """A prompt or template file, byte for byte, checked first (missing, not UTF-8, empty, no marker):
     a stage reads its text inputs before it starts an engine, so a bad file costs no GPU time."""

@@ -1,7 +1,7 @@
 """Stage `generate_answers`: a trained model answers a benchmark with an inference strategy: direct,
-propose-and-aggregate (the built-in `agg`, or a named strategy at its own width and depth) or majority
-vote (a named strategy); each answer row records what it cost (`usage`: requests, prompt tokens, of
-which prefix-cached, generated tokens).
+propose-and-aggregate (the built-in `agg`, or a named strategy at its own width and depth), majority
+vote or best-of-N with a reward model (named strategies); each answer row records what it cost
+(`usage`: requests, prompt tokens, of which prefix-cached, generated tokens, reward-model tokens).
 
 Multi-turn questions (MT-Bench) are answered turn by turn: turn 2 is asked after the turn-1 final
 answer, and with propose-and-aggregate every turn is proposed and aggregated over the conversation so
@@ -10,7 +10,8 @@ category, and its token budget.
 
 Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.generate_answers --config CFG --mode NAME --model DIR_OR_HUB_ID \
-        [--revision REV] --bench JSONL --bench-name NAME --out JSONL --metrics FILE
+        [--revision REV] --bench JSONL --bench-name NAME --out JSONL [--reward-model DIR_OR_HUB_ID] \
+        --metrics FILE
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 
 from aft.eval.registry import REGISTRY
 from aft.gen.engine import VLLMEngine
-from aft.method.aggregate import AggSettings, VoteFn, answer_dialogues, answerer
+from aft.gen.reward import RewardScorer
+from aft.method.aggregate import AggSettings, VoteFn, answer_dialogues, answerer, best_of
 from aft.method.interface import MeteredEngine, Usage
-from aft.pipeline.config import BUILTIN_MODES, InferenceConfig, Strategy, StrategySection
+from aft.pipeline.config import BUILTIN_MODES, InferenceConfig, RewardModelConfig, Strategy, StrategySection
 from aft.pipeline.io import read_jsonl, write_jsonl
 from aft.pipeline.stage import Outcome, read_text_input, run_stage
 
@@ -114,6 +116,32 @@ def answer_rows(
     return answers, traces, usage
 
 
+def choose_best(
+    rows: list[dict], traces: list, usage: list[Usage], scorer: RewardScorer
+) -> tuple[list[list[str]], list[list[list[float]]], list[Usage], int]:
+    """Best-of-N over the samples answer_rows(kind="sample") made (single-turn rows): the reward model
+    scores each sample as the reply to its question; the highest-scored is the answer. Returns the
+    answers, the scores (per turn, per sample), the costs with the tokens the reward model read, and how
+    many scored conversations were cut to its max_length."""
+    convs, owner = [], []
+    for i, (row, trace) in enumerate(zip(rows, traces, strict=True)):
+        if len(row["turns"]) != 1:
+            raise SystemExit(f"best-of-N answers single-turn questions; {row['id']} has {len(row['turns'])}")
+        (samples,) = trace[0]
+        for x in samples:
+            convs.append([{"role": "user", "content": row["turns"][0]}, {"role": "assistant", "content": x}])
+            owner.append(i)
+    scored = scorer.score(convs)
+    scores: list[list[float]] = [[] for _ in rows]
+    read = [0] * len(rows)
+    for i, s in zip(owner, scored, strict=True):
+        scores[i].append(s.score)
+        read[i] += s.tokens
+    answers = [[trace[0][0][best_of(trace[0][0], sc)]] for trace, sc in zip(traces, scores, strict=True)]
+    usage = [u + Usage(reward_tokens=r) for u, r in zip(usage, read, strict=True)]
+    return answers, [[sc] for sc in scores], usage, sum(s.cut for s in scored)
+
+
 def usage_metrics(usage: list[Usage]) -> dict[str, float]:
     """Per-question means of the cost, for the scaling curves (tokens per question)."""
     n = max(len(usage), 1)
@@ -123,6 +151,7 @@ def usage_metrics(usage: list[Usage]) -> dict[str, float]:
         "prompt_tokens_per_question": total.prompt_tokens / n,
         "computed_prompt_tokens_per_question": (total.prompt_tokens - total.cached_prompt_tokens) / n,
         "requests_per_question": total.requests / n,
+        "reward_tokens_per_question": total.reward_tokens / n,
     }
 
 
@@ -133,6 +162,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", type=Path, required=True)
     p.add_argument("--bench-name", required=True, help="exact_match, alpaca_eval2 or mt_bench")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--reward-model", default=None, help="best-of-N: the reward model (folder, or hub id at its revision)"
+    )
 
 
 def run(
@@ -144,23 +176,37 @@ def run(
     bench_name: str,
     out: Path,
     barrier_free: bool = False,
+    reward: tuple[RewardModelConfig, str] | None = None,
 ) -> dict:
     """Answer every question of `bench` and write them with their traces and costs; returns the engine's
-    cost. `barrier_free`: propose-and-aggregate without a barrier between layers (seeded per question)."""
+    cost. `barrier_free`: propose-and-aggregate without a barrier between layers (seeded per question).
+    `reward`: best-of-N's reward model (its section, and the folder or hub id to load)."""
     started = time.time()
     rows = read_jsonl(bench)
     template = read_text_input("inference.template_file", ic.template_file)  # before the engine starts
     answers_of = vote_extractor(kind, bench_name)
+    if kind == "best_of_n" and reward is None:
+        raise SystemExit("a best_of_n strategy needs --reward-model and the reward_model config section")
     engine = VLLMEngine(model, ic.engine, seed=ic.seed, revision=revision, per_request_seeds=barrier_free)
     answers, traces, usage = answer_rows(
-        rows, ic, bench_name, kind, engine, template, answers_of, barrier_free
-    )
+        rows, ic, bench_name, "sample" if kind == "best_of_n" else kind, engine, template, answers_of,
+        barrier_free,
+    )  # fmt: skip
+    extra: list[dict] = [{} for _ in rows]
+    metrics: dict = {}
+    if kind == "best_of_n":
+        engine.close()  # the reward model gets the device to itself
+        rc, path = reward
+        scorer = RewardScorer(path, rc.dtype, rc.batch_size, rc.max_length, rc.revision, progress_every=1000)
+        answers, scores, usage, cut = choose_best(rows, traces, usage, scorer)
+        extra = [{"reward_scores": sc} for sc in scores]
+        metrics["n_reward_conversations_cut"] = cut
     out_rows = [
-        {"id": r["id"], "turns": r["turns"], "outputs": a, "trace": t, "usage": u.as_dict()}
-        for r, a, t, u in zip(rows, answers, traces, usage, strict=True)
+        {"id": r["id"], "turns": r["turns"], "outputs": a, "trace": t, "usage": u.as_dict()} | x
+        for r, a, t, u, x in zip(rows, answers, traces, usage, extra, strict=True)
     ]
     write_jsonl(out, out_rows)
-    metrics = {"n_questions": len(rows)} | engine.stats.as_dict("engine_") | usage_metrics(usage)
+    metrics |= {"n_questions": len(rows)} | engine.stats.as_dict("engine_") | usage_metrics(usage)
     wall = time.time() - started
     metrics["generated_tokens_per_s"] = engine.stats.generated_tokens / max(wall, 1e-9)
     return metrics
@@ -171,11 +217,16 @@ def main(argv: list[str] | None = None) -> None:
         strategy = cfg["strategy"].root if "strategy" in cfg else None
         kind = strategy_kind(a.mode, strategy)
         barrier_free = getattr(strategy, "schedule", "layered") == "barrier_free"
-        metrics = run(cfg["inference"], kind, a.model, a.revision, a.bench, a.bench_name, a.out, barrier_free)
+        rc = cfg.get("reward_model")
+        reward = (rc, a.reward_model) if rc is not None and a.reward_model else None
+        metrics = run(
+            cfg["inference"], kind, a.model, a.revision, a.bench, a.bench_name, a.out, barrier_free, reward
+        )
         return Outcome(metrics, [a.out], record={"strategy_kind": kind})
 
-    models = {"inference": InferenceConfig, "strategy": StrategySection}
-    run_stage("generate_answers", __doc__, argv, arguments, models, body, optional=("strategy",))
+    models = {"inference": InferenceConfig, "strategy": StrategySection, "reward_model": RewardModelConfig}
+    optional = ("strategy", "reward_model")
+    run_stage("generate_answers", __doc__, argv, arguments, models, body, optional=optional)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Stage `make_report`: an experiment's report in reports/<experiment>/: the results table (every score
 with its 95% interval) and the paper's claims checked, provenance, per-category scores, samples of
-aggregation, the inference strategies against their cost with the scaling claims, costs per stage
+aggregation, the inference strategies against their cost with the scaling claims and best-of-N's
+reward models, the §6.1 target losses, costs per stage
 (Markdown); the collected results (JSON); the scores plot with error bars, the scaling curves and the
 loss curves (PNG); and artifacts.json, every job of the experiment with its key and the content
 fingerprint of its outputs (what aft.tools.compare reads).
@@ -9,7 +10,8 @@ Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.make_report --config CFG --experiment JSON --results JSON [JSON ...] \
         --judgments JSONL [JSONL ...] --answers JSONL [JSONL ...] --jobs METRICS [METRICS ...] \
         --table MD --html HTML --plot PNG --curves PNG --scaling PNG --json JSON --artifacts JSON \
-        --metrics FILE
+        [--target-loss JSON ...] --target-loss-plot PNG [--reward-heldout NAME=FILE ...] \
+        [--reward-hub NAME=MODEL ...] --metrics FILE
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from aft.eval import aggregation_learning, claims, evidence, scaling
+from aft.eval import aggregation_learning, claims, evidence, reward_models, scaling
 from aft.eval.registry import REGISTRY
 from aft.eval.report import (
     claims_section,
@@ -31,7 +33,7 @@ from aft.eval.report import (
 from aft.pipeline.artifacts import job_record
 from aft.pipeline.config import ReportConfig, StrategyShapes
 from aft.pipeline.io import atomic_write_text, read_json, read_jsonl, write_json
-from aft.pipeline.stage import Outcome, run_stage
+from aft.pipeline.stage import Outcome, named_pairs, run_stage
 from aft.pipeline.tracking import provenance
 
 SAMPLE_QUESTIONS = 3
@@ -60,6 +62,10 @@ def arguments(p: argparse.ArgumentParser) -> None:
         help="measure_target_loss's losses.json, one a base",
     )
     p.add_argument("--target-loss-plot", type=Path, required=True, help="the §6.1 target losses (PNG)")
+    p.add_argument(
+        "--reward-heldout", nargs="*", default=[], help="NAME=FILE: a trained reward model's held-out pairs"
+    )
+    p.add_argument("--reward-hub", nargs="*", default=[], help="NAME=MODEL: a reward model from the hub")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--artifacts", type=Path, required=True)
 
@@ -121,9 +127,10 @@ def scaling_section(
     scaling.plot(pts, plot_path, measures)
     rows = scaling.check(scores, costs, by_mode)
     text = (
-        "Each strategy's claim score against what it cost per question (generated tokens, and prompt"
-        " tokens computed rather than served from the prefix cache); width = samples per layer (or votes),"
-        " depth = aggregation layers counting the final one. Plot: "
+        "Each strategy's claim score against what it cost per question (generated tokens, prompt tokens"
+        " computed rather than served from the prefix cache, and tokens a reward model read); width ="
+        " samples per layer (or the samples voted on or chosen from), depth = aggregation layers counting"
+        " the final one. Plot: "
         f"{plot_path.name}.\n\n" + scaling.markdown(pts, measures)
     )
     if uncosted:
@@ -149,6 +156,8 @@ def run(
     job_files: list[Path],
     target_loss_files: list[Path],
     out: dict[str, Path],
+    reward_heldout: dict[str, Path] | None = None,
+    reward_hub: dict[str, str] | None = None,
 ) -> dict:
     """Write the report's files; returns its numbers (verdict counts, headline scores)."""
     if not len(result_files) == len(judgment_files) == len(answer_files):
@@ -162,6 +171,13 @@ def run(
     jobs = [(f, read_json(f)) for f in job_files]
     claims_md, claim_rows = claims_section(results, per_question, rc.paper_bases)
     scaling_md, scaling_rows = scaling_section(results, per_question, answer_files, shapes, out["scaling"])
+    trained_rms = {name: read_jsonl(f) for name, f in (reward_heldout or {}).items()}
+    rm_table = reward_models.markdown(trained_rms, reward_hub or {})
+    if rm_table:
+        scaling_md += (
+            "\nBest-of-N's reward models: a trained one's accuracy on the preference pairs of held-out"
+            " queries (chosen scored above rejected; the interval resamples queries):\n\n" + rm_table
+        )
     measured = {read_json(f)["base"]: read_json(f) for f in target_loss_files}
     learning_rows = aggregation_learning.check(measured)
     aggregation_learning.plot(measured, out["target_loss_plot"])
@@ -257,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
             a.jobs,
             a.target_loss,
             out,
+            {k: Path(v) for k, v in named_pairs(a.reward_heldout, "--reward-heldout").items()},
+            named_pairs(a.reward_hub, "--reward-hub", "MODEL"),
         )
         files = [a.table, a.html, a.plot, a.curves, a.scaling, a.target_loss_plot, a.json, a.artifacts]
         return Outcome(metrics, files)

@@ -23,7 +23,7 @@ from aft.method.chat_templates import load_chat_template
 from aft.method.target_loss import CONTEXTS, per_record_means, prompts, sample_records, summary, target_span
 from aft.pipeline.config import BaseModelConfig, TargetLossConfig
 from aft.pipeline.io import read_jsonl, write_json
-from aft.pipeline.stage import Outcome, read_text_input, run_stage
+from aft.pipeline.stage import Outcome, named_pairs, read_text_input, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,8 @@ def run(
     records = sample_records(read_jsonl(proposals), target_of, tc.num_records, tc.seed)
     if len(records) < 2:
         raise SystemExit(f"only {len(records)} records with a target and proposals: nothing to compare")
-    named = [("base", base_model, base.revision)]
-    for item in models:
-        variant, sep, folder = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--models {item!r}: expected VARIANT=FOLDER")
-        named.append((variant, folder, None))
+    trained = named_pairs(models, "--models", "FOLDER")
+    named = [("base", base_model, base.revision), *((v, folder, None) for v, folder in trained.items())]
     result: dict = {"base": base_name, "records": [r["id"] for r in records], "models": {}}
     metrics: dict[str, float] = {"n_records": len(records)}
     for i, (name, path, revision) in enumerate(named, 1):

@@ -55,6 +55,9 @@ MEAN_GENERATED_TOKENS = 400  # a base-model sample or a teacher target that stop
 # tokens/s offline for Llama-3.1-8B in FP8 on one H100; bf16 and 2k-token outputs are slower.
 BASE_DECODE_TPS = 3_000.0  # 8B base on 1 x H100
 BASE_PREFILL_TPS = 20_000.0
+# best-of-N's 8B reward model read by transformers (padded batches, no paged attention): half the vLLM
+# prefill rate; ASSUMPTION
+REWARD_MODEL_TPS = 10_000.0
 TEACHER_DECODE_TPS = 1_300.0  # 70B teacher, tensor parallel over 4 x H100 (one engine)
 TEACHER_PREFILL_TPS = 9_000.0
 # Training: GPU hours = 6 x parameters x tokens / (peak x MFU). ASSUMPTIONS, each a flag.
@@ -294,18 +297,28 @@ def conversation_tokens(b: Sizes, answer: float, chars_per_token: float) -> list
 def answer_load(
     shape: StrategyShape, b: Sizes, answer: float, template_tokens: int, chars_per_token: float
 ) -> Load:
-    """One generate_answers job. direct: one generation a turn. majority_vote: one prompt sampled n times
-    a turn. propose_aggregate (aggregate.propose_and_aggregate): a proposal prompt sampled n times,
+    """One generate_answers job. direct: one generation a turn. majority_vote, best_of_n: one prompt
+    sampled n times a turn (best-of-N's reward model reading: reward_tokens). propose_aggregate
+    (aggregate.propose_and_aggregate): a proposal prompt sampled n times,
     depth - 1 intermediate prompts sampled n times and a final prompt sampled once, each aggregation
     prompt holding the previous layer's n outputs (as long as an answer): 1 + depth requests and
     n x depth + 1 generations a turn."""
     convs = conversation_tokens(b, answer, chars_per_token)
     turns = b.questions * b.turns
-    if shape.kind in ("direct", "majority_vote"):
+    if shape.kind in ("direct", "majority_vote", "best_of_n"):
         return Load(turns, b.questions * sum(convs), turns * shape.n * answer)
     layers, n = shape.depth, shape.n
     prompts_in = sum(c + layers * (template_tokens + n * answer + c) for c in convs)
     return Load(turns * (1 + layers), b.questions * prompts_in, turns * (n * layers + 1) * answer)
+
+
+def reward_tokens(shape: StrategyShape, b: Sizes, answer: float, chars_per_token: float) -> float:
+    """Tokens best-of-N's reward model reads in one job: each of the n samples with its question (the
+    reward model scores whole conversations); 0 for the other strategies."""
+    if shape.kind != "best_of_n":
+        return 0.0
+    convs = conversation_tokens(b, answer, chars_per_token)
+    return b.questions * shape.n * sum(c + answer for c in convs)
 
 
 def bench_of(name: str, benches: dict[str, Sizes]) -> Sizes:
@@ -335,8 +348,13 @@ def inference_rows(
                 continue
             answer = generated(lengths.generated, answer_budget(ic, name), upper_bound)
             load = answer_load(shape, bench_of(name, benches), answer, template_tokens, chars_per_token)
-            hours = jobs * engine_hours(load.tokens_in, load.tokens_out, tp) * gpus
-            tokens_in, tokens_out = jobs * round(load.tokens_in), jobs * round(load.tokens_out)
+            read = reward_tokens(shape, bench_of(name, benches), answer, chars_per_token)
+            hours = jobs * (
+                engine_hours(load.tokens_in, load.tokens_out, tp) + read / REWARD_MODEL_TPS / 3600
+            )
+            hours *= gpus
+            tokens_in = jobs * round(load.tokens_in + read)  # the reward model's reading included
+            tokens_out = jobs * round(load.tokens_out)
             rows.append(StageCost("generate_answers", jobs, jobs * load.requests, tokens_in, tokens_out,
                                   gpus, hours, f"{mode}, {name}"))  # fmt: skip
     return rows
@@ -564,7 +582,9 @@ def print_run_assumptions(cfg: PaperRun, params: dict[str, float], compute: Comp
         f"Inference: agg = {1 + ic.num_aggregation} prompts and {ic.n * ic.num_aggregation + 1} generations"
         f" a turn (n {ic.n}, num_aggregation {ic.num_aggregation}), direct = 1; AlpacaEval 2 805 x 1 turn,"
         " MT-Bench 80 x 2 turns; every proposal and answer as long as a generation above; base throughput;"
-        " engine start-up and small batches (MT-Bench turns run one after another) not counted."
+        " engine start-up and small batches (MT-Bench turns run one after another) not counted. Best-of-N:"
+        " n samples a question, then its reward model reads each with its question (tokens in include it)"
+        f" at {REWARD_MODEL_TPS:,.0f} tokens/s (ASSUMED, transformers on one GPU)."
     )
     print(
         "Judging (API, per token): AlpacaEval 2 one call an instruction (its ~1,300-character prompt +"
