@@ -22,6 +22,7 @@ from aft.tools.costs import (
     measure_ultrafeedback,
     params_of,
     reward_tokens,
+    target_loss_rows,
     train_gpu_hours,
     train_rows,
     train_set,
@@ -100,6 +101,7 @@ def test_cli_prints_both_estimates(capsys):
         "build_targets",
         "build_dataset",
         *["train_model"] * 3,
+        "measure_target_loss",
         # (direct, agg) x benchmarks, then the sweep's 11 (mode, bench) and best-of-N's 6
         *["generate_answers"] * (8 + 11 + 6),
         *["judge_answers"] * 2,
@@ -174,6 +176,27 @@ def test_agg_inference_requests_and_tokens_by_hand():
     # and the reward model reads each of the 8 samples with its conversation: turn 1, then turn 2
     assert reward_tokens(bon, TINY, 100, 4.0) == 10 * 8 * ((10 + 100) + (115 + 100))
     assert reward_tokens(StrategyShape(kind="majority_vote", n=8, depth=0), TINY, 100, 4.0) == 0
+
+
+def test_the_target_loss_measurement_is_forward_passes_of_every_measured_model():
+    cfg = run()
+    compute = Compute(1e15, 0.5)
+    (row,) = target_loss_rows(
+        cfg, Lengths(10, 20, 400), 8, {"llama31-8b": 8e9, "mistral-7b": 7e9}, compute, False
+    )
+    cap = min(cfg.train.max_length, cfg.dataset.max_length)
+    target = min(400, cfg.targets.max_new_tokens)
+    record = min(10 + target, cap) + min(8 + 4 * 20 + 10 + target, cap)  # query alone, then with proposals
+    assert (row.jobs, row.requests) == (2, 2 * 200 * (4 + 4))  # two contexts x 200 records x 4 models a base
+    assert row.tokens_in == 2 * 4 * 200 * record
+    assert row.gpu_hours == pytest.approx(2 * (8e9 + 7e9) * 4 * 200 * record / 5e14 / 3600)
+    given = {"model": "x/y", "revision": None}
+    released = run(checkpoints={"llama31-8b": {v: given for v in ("sft", "aft_off", "aft_on")}})
+    assert (
+        target_loss_rows(released, Lengths(10, 20, 400), 8, {"mistral-7b": 7e9}, compute, False)[0].jobs == 1
+    )
+    unmeasured = run().model_copy(update={"target_loss": None})
+    assert target_loss_rows(unmeasured, Lengths(10, 20, 400), 8, {}, compute, False) == []
 
 
 def test_a_scoped_strategy_costs_only_its_jobs():

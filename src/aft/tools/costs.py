@@ -37,6 +37,7 @@ from aft.pipeline.config import (
     Section,
     Strategy,
     StrategyShape,
+    TargetLossConfig,
     TargetsConfig,
     TrainConfig,
     Variant,
@@ -89,6 +90,7 @@ class PaperRun(DataStages):
     judge: JudgeConfig
     checkpoints: dict[str, dict[Variant, CheckpointConfig]] = Field(default_factory=dict)  # not trained
     strategies: dict[Mode, Strategy] = Field(default_factory=dict)  # the named strategies grid.modes uses
+    target_loss: TargetLossConfig | None = None  # §6.1's measurement (null: not run)
 
     def jobs_of(self, mode: str, bench: str) -> int:
         """The answer (or judge) jobs of one strategy and benchmark: bases x variants in its scope x seeds."""
@@ -280,6 +282,35 @@ def train_rows(
         rows.append(StageCost("train_model", len(bases), len(bases) * examples, len(bases) * round(tokens),
                               0, cfg.train.num_gpus, hours, variant))  # fmt: skip
     return rows
+
+
+def target_loss_rows(
+    cfg: PaperRun,
+    lengths: Lengths,
+    template_tokens: int,
+    params: dict[str, float],
+    compute: Compute,
+    upper_bound: bool,
+) -> list[StageCost]:
+    """measure_target_loss, one job a base with a model trained here: num_records off-policy targets
+    scored by the base and each trained model, given the query and given query + proposals (two forward
+    passes a record and model, 2 FLOPs a parameter a token, at the training MFU)."""
+    tl = cfg.target_loss
+    # the base and the models trained from it (a variant given in `checkpoints` is not measured)
+    models = {
+        b: 1 + sum(v not in cfg.checkpoints.get(b, {}) for v in cfg.grid.variants) for b in cfg.grid.bases
+    }
+    models = {b: m for b, m in models.items() if m > 1}
+    if tl is None or not models:
+        return []
+    cap = min(cfg.train.max_length, cfg.dataset.max_length)
+    target = generated(lengths.generated, cfg.targets.max_new_tokens, upper_bound)
+    proposals = template_tokens + cfg.proposals.num_proposals * lengths.completion
+    record = min(lengths.query + target, cap) + min(proposals + lengths.query + target, cap)
+    tokens = {b: m * tl.num_records * record for b, m in models.items()}
+    hours = sum(2 * params[b] * t for b, t in tokens.items()) / (compute.peak_flops * compute.mfu) / 3600
+    requests = 2 * tl.num_records * sum(models.values())
+    return [StageCost("measure_target_loss", len(models), requests, round(sum(tokens.values())), 0, 1, hours)]
 
 
 # ----------------------------------------------------------------------------------------- inference
@@ -532,6 +563,7 @@ def main(argv: list[str] | None = None) -> None:
         return [
             *estimate(cfg, n_queries, lengths, icl, template, base_tp, teacher_tp, upper),
             *train_rows(cfg, n_queries, lengths, train_template, params, compute, upper),
+            *target_loss_rows(cfg, lengths, train_template, params, compute, upper),
             *inference_rows(cfg, lengths, answer_template, base_tp, cpt, upper),
             *judge_rows(cfg, lengths, args.mean_judgment_tokens, cpt, upper),
         ]
@@ -576,7 +608,8 @@ def print_run_assumptions(cfg: PaperRun, params: dict[str, float], compute: Comp
         f" ({compute.peak_flops / 1e12:,.0f} TFLOP/s peak a GPU (default: H100 SXM, dense bf16) x MFU"
         f" {compute.mfu} (default: ZeRO-3 full fine-tuning)); {tr.num_train_epochs:g} epochs, examples capped"
         f" at {min(tr.max_length, cfg.dataset.max_length):,} tokens; {tr.num_gpus} GPUs a job (wall clock ="
-        " GPU hours / GPUs). Requests = training examples, tokens in = tokens trained on."
+        " GPU hours / GPUs). Requests = training examples, tokens in = tokens trained on. §6.1's"
+        " measure_target_loss: forward passes only (2 x parameters x tokens) at the same MFU."
     )
     print(
         f"Inference: agg = {1 + ic.num_aggregation} prompts and {ic.n * ic.num_aggregation + 1} generations"
