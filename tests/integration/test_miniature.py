@@ -32,6 +32,7 @@ def run(tmp_path_factory) -> Path:
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted((wf / "logs").rglob("*.log")))
         pytest.fail(f"miniature run failed:\n{proc.stderr[-4000:]}\n{logs}")
+    (wf / "console.txt").write_text(proc.stdout + proc.stderr)  # what the person who ran it saw
     return wf
 
 
@@ -41,6 +42,21 @@ REPORT = "reports/miniature"
 def folder(run: Path, rule: str, **where: str) -> Path:
     """A job's keyed folder in the run (aft.pipeline.jobs)."""
     return run / job_dir(rule, root=run, **where)
+
+
+def test_the_console_ends_with_the_report_and_its_claims(run):
+    console = (run / "console.txt").read_text()
+    assert "Report: reports/miniature/results.md" in console
+    claims = json.loads((run / REPORT / "results.json").read_text())["claims"]
+    counts = {
+        v: sum(c["verdict"] == v for c in claims) for v in ("reproduced", "contradicted", "inconclusive")
+    }
+    assert "Claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()) in console
+    # the jobs' logs: progress as lines, never a bar redrawn with carriage returns
+    logs = list((run / "logs").rglob("*.log"))
+    assert logs and not [p for p in logs if "\r" in p.read_text()]
+    train = next((run / "logs/train_model").rglob("*.log")).read_text()
+    assert "step 1/" in train and "tokens/s, ETA" in train and "{'loss'" not in train
 
 
 def test_report_has_every_row_with_scores_in_range(run):

@@ -145,6 +145,10 @@ def test_sample_kind_gives_the_samples_best_of_n_picks_from_and_best_of_breaks_t
     assert sampling == Sampling(3, 0.7, 0.95, 16) and prompts[0][0] == {"role": "system", "content": "\n"}
     assert replies == ["c0-v0-s0", "c0-v1-s0"] and traces[1] == [["c0-v1-s0", "c0-v1-s1", "c0-v1-s2"]]
     assert [u.generated_tokens for u in usage] == [12, 12]
+    # an answer row names reward-model tokens only where a reward model read some
+    assert (
+        "reward_tokens" not in usage[0].as_dict() and Usage(reward_tokens=7).as_dict()["reward_tokens"] == 7
+    )
     assert best_of(["a", "b", "c"], [0.1, 0.7, 0.7]) == 1  # the earliest of the highest
     assert best_of(["a"], [-3.0]) == 0
     with pytest.raises(ValueError, match="2 samples with 1 scores"):

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 from aft.method.interface import EngineStats, Message, Sampling, Seeds
 from aft.pipeline.config import OPENAI_API, EndpointConfig
 from aft.pipeline.io import atomic_write_text
+from aft.pipeline.progress import Progress
 
 log = logging.getLogger("aft")
 
@@ -251,11 +252,23 @@ class EndpointClient:
         return self._post(request, chat=chat)[0]
 
     def parallel(self, fn: Callable, *columns: list) -> list:
-        """fn over the rows of `columns`, at most `concurrency` at a time; results in row order."""
+        """fn over the rows of `columns`, at most `concurrency` at a time; results in row order. A line in
+        the log about every tenth of the calls: done/total, rate, ETA, retries and cache hits so far."""
+        progress = Progress(f"endpoint {self.label}", len(columns[0]), "calls", extra=self._so_far)
+
+        def one(*row):
+            out = fn(*row)
+            progress.advance()
+            return out
+
         if len(columns[0]) <= 1 or self.cfg.concurrency == 1:
-            return [fn(*row) for row in zip(*columns, strict=True)]
+            return [one(*row) for row in zip(*columns, strict=True)]
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-            return list(pool.map(fn, *columns))
+            return list(pool.map(one, *columns))
+
+    def _so_far(self) -> str:
+        s = self.stats
+        return f"{s.retries} retries, {s.cache_hits} cache hits, errors {dict(s.errors) or 'none'}"
 
     def _send(self, request: dict, chat: bool):
         """One attempt through the SDK; its raw HTTP response (status 200: anything else raises)."""

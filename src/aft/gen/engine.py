@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aft.method.aggregate import Program, Request
 from aft.method.interface import EngineStats, Message, MeteredEngine, Sampling, Seeds, Usage
 from aft.pipeline.config import EngineConfig
+from aft.pipeline.progress import Progress, interactive, log_bar
 
 
 def _cuda_available() -> bool:
@@ -78,6 +79,7 @@ class VLLMEngine:
             gpu_memory_utilization=self.cfg.gpu_memory_utilization,
             max_num_seqs=self.cfg.max_num_seqs,
             seed=self.seed,
+            use_tqdm_on_load=interactive(),  # a log file gets no bar for the weights
         )
         if self.cfg.block_size is not None:
             kwargs["block_size"] = self.cfg.block_size
@@ -105,6 +107,12 @@ class VLLMEngine:
 
         # per-request seeds: a request samples the same whatever batch or run it is in
         return one(None) if seeds is None else [one(s) for s in seeds]
+
+    def _bar(self):
+        """vLLM's progress bar on a terminal; in a job's log, a line about every tenth of the prompts."""
+        if not self.progress:
+            return False
+        return True if interactive() else log_bar("vLLM", "prompts")
 
     def prompt_lengths(self, prompts: list[str]) -> list[int]:
         """Tokens of each raw prompt as the engine will see it (vLLM rejects prompts >= max_model_len)."""
@@ -151,6 +159,7 @@ class VLLMEngine:
         results: list = [None] * len(programs)
         usage = [Usage()] * len(programs)
         owner: dict[str, int] = {}
+        finished = Progress("vLLM barrier-free", len(programs), "questions") if self.progress else None
 
         def submit(i: int, request: Request) -> None:
             seeds = None if request.seed is None else [request.seed]
@@ -174,6 +183,8 @@ class VLLMEngine:
                     submit(i, programs[i].send(texts))
                 except StopIteration as done:
                     results[i] = done.value
+                    if finished:
+                        finished.advance()
         return results, usage
 
     def chat(
@@ -182,14 +193,14 @@ class VLLMEngine:
         if not conversations:
             self.last_usage = []
             return []
-        outs = self.llm.chat(conversations, self._params(sampling, seeds), use_tqdm=self.progress)
+        outs = self.llm.chat(conversations, self._params(sampling, seeds), use_tqdm=self._bar())
         return self._collect(outs)
 
     def complete(self, prompts: list[str], sampling: Sampling, seeds: Seeds = None) -> list[list[str]]:
         if not prompts:
             self.last_usage = []
             return []
-        outs = self.llm.generate(prompts, self._params(sampling, seeds), use_tqdm=self.progress)
+        outs = self.llm.generate(prompts, self._params(sampling, seeds), use_tqdm=self._bar())
         return self._collect(outs)
 
     def close(self) -> None:

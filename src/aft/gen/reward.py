@@ -4,12 +4,10 @@ conversations rendered with the model's own chat template, as TRL tokenizes them
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from aft.method.interface import Message
-
-log = logging.getLogger(__name__)
+from aft.pipeline.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -21,7 +19,7 @@ class Scored:
 
 class RewardScorer:
     """`model`: a folder or hub id; `dtype`: float32 | bfloat16; conversations longer than `max_length`
-    tokens are cut from the right; `progress_every`: a log line every that many conversations."""
+    tokens are cut from the right. Scoring logs a line about every tenth of the conversations."""
 
     def __init__(
         self,
@@ -30,12 +28,11 @@ class RewardScorer:
         batch_size: int,
         max_length: int,
         revision: str | None = None,
-        progress_every: int = 0,
     ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.batch_size, self.max_length, self.progress_every = batch_size, max_length, progress_every
+        self.batch_size, self.max_length = batch_size, max_length
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
         net = AutoModelForSequenceClassification.from_pretrained(
@@ -59,6 +56,7 @@ class RewardScorer:
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out: list[Scored | None] = [None] * len(ids)
         pad = self.net.config.pad_token_id
+        progress = Progress("reward model", len(ids), "conversations")
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             rows = [ids[i][: self.max_length] for i in batch]
@@ -69,7 +67,5 @@ class RewardScorer:
                 logits = self.net(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist()
             for i, r, s in zip(batch, rows, logits, strict=True):
                 out[i] = Scored(s, len(r), len(ids[i]) > self.max_length)
-            done = start + len(batch)
-            if self.progress_every and (done // self.progress_every > start // self.progress_every):
-                log.info("reward model: scored %d/%d conversations", done, len(ids))
+            progress.advance(len(batch))
         return out  # type: ignore[return-value]

@@ -69,7 +69,12 @@ class Usage:
         return Usage(*(a + b for a, b in zip(self.__dict__.values(), other.__dict__.values(), strict=True)))
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        """The counts; reward_tokens only where a reward model read something (best-of-N), so the other
+        strategies' answer files stay byte for byte what they were before best-of-N existed."""
+        out = dict(self.__dict__)
+        if not out["reward_tokens"]:
+            del out["reward_tokens"]
+        return out
 
 
 class Engine(Protocol):

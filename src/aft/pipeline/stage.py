@@ -29,6 +29,7 @@ from aft.method.prompts import load_template
 from aft.pipeline.artifacts import fingerprint
 from aft.pipeline.config import config_hash, format_error, hide_secrets, section_json
 from aft.pipeline.io import BadRecord, text_file_problem, write_json
+from aft.pipeline.progress import quiet_library_bars
 from aft.pipeline.tracking import end_job_run, log_outcome, provenance, start_job_run
 
 M = TypeVar("M", bound=BaseModel)
@@ -100,6 +101,7 @@ def read_text_input(key: str, path: str, must_contain: str | None = None) -> str
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet_library_bars()  # a job's log gets progress lines (aft.pipeline.progress), not bars
 
 
 def parse_wildcards(text: str) -> dict[str, str]:

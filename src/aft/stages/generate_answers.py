@@ -197,7 +197,7 @@ def run(
     if kind == "best_of_n":
         engine.close()  # the reward model gets the device to itself
         rc, path = reward
-        scorer = RewardScorer(path, rc.dtype, rc.batch_size, rc.max_length, rc.revision, progress_every=1000)
+        scorer = RewardScorer(path, rc.dtype, rc.batch_size, rc.max_length, rc.revision)
         answers, scores, usage, cut = choose_best(rows, traces, usage, scorer)
         extra = [{"reward_scores": sc} for sc in scores]
         metrics["n_reward_conversations_cut"] = cut
