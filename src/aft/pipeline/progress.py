@@ -174,3 +174,12 @@ def training_progress(every_s: float = 60.0, clock: Callable[[], float] = time.m
             self.last = now
 
     return TrainingProgress()
+
+
+def readable_training_log(trainer) -> None:
+    """A Trainer's log as training_progress lines instead of the raw step dicts transformers prints when
+    its bar is off (PrinterCallback)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(training_progress())

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aft.pipeline.config import BaseModelConfig, TrainConfig
 from aft.pipeline.io import read_jsonl, sha256_file, write_json
-from aft.pipeline.progress import training_progress
+from aft.pipeline.progress import readable_training_log
 from aft.pipeline.stage import Outcome, run_stage
 from aft.pipeline.tracking import job_run_active
 from aft.train.training import (
@@ -100,7 +100,6 @@ def run(
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     rows = read_jsonl(data)
@@ -146,14 +145,8 @@ def run(
     dtype = torch.bfloat16 if train.bf16 and train.deepspeed else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base_model, revision=revision, dtype=dtype)
 
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        callbacks=[training_progress()],
-    )
-    trainer.remove_callback(PrinterCallback)  # raw step dicts: training_progress says it readably
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    readable_training_log(trainer)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     # vLLM stops at generation_config.eos_token_id: make it the end of an assistant turn

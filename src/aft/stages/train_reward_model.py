@@ -21,7 +21,7 @@ from aft.gen.reward import RewardScorer
 from aft.method.preferences import pair_accuracy, preference_pairs, split_heldout
 from aft.pipeline.config import BaseModelConfig, RewardTrainConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.progress import training_progress
+from aft.pipeline.progress import readable_training_log
 from aft.pipeline.stage import Outcome, run_stage
 from aft.pipeline.tracking import job_run_active
 from aft.train.training import history_rows, prepare_tokenizer
@@ -44,7 +44,6 @@ def train(rt: RewardTrainConfig, base: BaseModelConfig, base_model: str, pairs: 
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
-    from transformers.trainer_callback import PrinterCallback
     from trl import RewardConfig, RewardTrainer
 
     os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"  # the run already has the config sections as params
@@ -74,14 +73,8 @@ def train(rt: RewardTrainConfig, base: BaseModelConfig, base_model: str, pairs: 
         disable_tqdm=True,  # a bar in a log file is one long line: training_progress logs lines instead
     )
     data = Dataset.from_list([{"chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs])
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=data,
-        processing_class=tokenizer,
-        callbacks=[training_progress()],
-    )
-    trainer.remove_callback(PrinterCallback)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    readable_training_log(trainer)
     result = trainer.train()
     shutil.rmtree(staging, ignore_errors=True)
     trainer.save_model(str(staging))
