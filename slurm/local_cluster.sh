@@ -14,7 +14,8 @@
 #   SLURM_NODES=1              >1 emulates N compute nodes (node1..nodeN), one slurmd each on 127.0.0.1,
 #                              for multi-node (srun -N) tests.
 #   SLURM_FAKE_GPUS=0          >0 declares that many fake GPUs per node as gres/gpu (symlinks to
-#                              /dev/null): jobs get CUDA_VISIBLE_DEVICES, no GPU is behind it.
+#                              /dev/null): jobs get CUDA_VISIBLE_DEVICES, no GPU is behind it; a
+#                              partition `gpu` over the same nodes, beside the default `debug`.
 #   SLURM_CGROUP=0             1: cgroup v1 plugins so --mem is enforced (needs writable cgroup v1).
 # Starting again with the same settings leaves running daemons alone; changed settings rewrite the
 # configs and restart the daemons. Adapted from a tested single-host recipe (slurm-wlm 22.05).
@@ -133,7 +134,7 @@ write_if_changed() {  # write_if_changed FILE OWNER MODE  (content on stdin); re
 CONF_CHANGED=0       # slurm.conf or gres.conf changed: restart slurmctld + slurmd
 DBD_CONF_CHANGED=0   # slurmdbd.conf changed: restart slurmdbd
 write_configs() {
-  local cpus mem_mb per_node_mem nodeexpr gres_node="" gres_types=""
+  local cpus mem_mb per_node_mem nodeexpr gres_node="" gres_types="" gpu_partition=""
   cpus="$(nproc)"
   mem_mb=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 ))
   per_node_mem=$(( mem_mb * 90 / 100 / NODES ))       # a bit below physical
@@ -146,6 +147,8 @@ write_configs() {
     gres_types="GresTypes=gpu
 AccountingStorageTRES=gres/gpu"
     gres_node="Gres=gpu:$FAKE_GPUS"
+    # a GPU partition over the same nodes, as sites keep GPU jobs apart (AFT_SLURM_GPU_PARTITION=gpu)
+    gpu_partition="PartitionName=gpu Nodes=$nodeexpr MaxTime=INFINITE State=UP"
     # gres/gpu needs File= entries that are character devices: /dev/null symlinks pass
     write_if_changed /etc/slurm/gres.conf root:root 0644 <<EOF && CONF_CHANGED=1 || true
 NodeName=$nodeexpr Name=gpu File=$STATE/fakegpu/nvidia[0-$((FAKE_GPUS - 1))]
@@ -225,6 +228,7 @@ Waittime=0
 $gres_types
 $node_line
 PartitionName=debug Nodes=$nodeexpr Default=YES MaxTime=INFINITE State=UP
+$gpu_partition
 EOF
 
   if [ "$ACCOUNTING" = dbd ]; then

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 SCRIPT = ROOT / "slurm" / "local_cluster.sh"
 CLUSTER = {"SLURM_NODES": "2", "SLURM_FAKE_GPUS": "2", "SLURM_ACCOUNTING": "dbd"}
-SITE = {"AFT_SLURM_ACCOUNT": "root", "AFT_SLURM_PARTITION": "debug"}
+SITE = {"AFT_SLURM_ACCOUNT": "root", "AFT_SLURM_PARTITION": "debug", "AFT_SLURM_GPU_PARTITION": "gpu"}
 QUICK = ["--configfile", "config/config.yaml", "config/experiments/miniature_quick.yaml"]
 # the quick overlay spreads on-policy sampling over 2 scatter jobs; judge_answers is a cluster job here
 # (exact match, no API)
@@ -95,6 +95,7 @@ def sacct(*args: str) -> list[dict[str, str]]:
     fields = [
         "JobID",
         "JobName",
+        "Partition",
         "State",
         "Comment",
         "NNodes",
@@ -164,11 +165,25 @@ def test_every_job_ran_through_sbatch(quick):
         per_rule[rule] = per_rule.get(rule, 0) + 1
     assert per_rule == JOBS
     assert {r["NodeList"] for r in rows} <= {"node1", "node2"}
-    # CPU-only rules asked for no GPU; the config's cpus and memory reached the allocation
+    # CPU-only rules asked for no GPU and stayed off the GPU partition; the config's cpus and memory
+    # reached the allocation
     assert not any("gres/gpu" in r["AllocTRES"] for r in rows)
+    assert {r["Partition"] for r in rows} == {"debug"}
     train = next(r for r in rows if r["Comment"].startswith("rule_train_model"))
     for tres in (f"cpu={TRAIN_RESOURCES['cpus']}", f"mem={TRAIN_RESOURCES['mem_mb']}M"):
         assert tres in train["AllocTRES"], (tres, train["AllocTRES"])
+
+
+def test_the_run_ends_with_an_efficiency_report(quick):
+    """The executor plugin's report (profile: slurm-efficiency-report): every job's CPU and memory use
+    against what it asked for, from sacct."""
+    import csv
+
+    (report,) = (quick["wf"] / "logs/slurm_efficiency").glob(f"efficiency_report_{quick['run']}.csv")
+    rows = list(csv.DictReader(report.open()))
+    assert len(rows) >= sum(JOBS.values())
+    for r in rows:
+        assert float(r["CPU Efficiency (%)"]) >= 0.0 and float(r["Memory Usage (%)"]) >= 0.0
 
 
 def test_parallel_jobs_wrote_one_mlflow_store(quick):
@@ -209,13 +224,13 @@ def test_training_on_two_nodes_asks_for_what_the_config_says(quick):
         "--cpus-per-task=2",
         f"--mem {TRAIN_RESOURCES['mem_mb']}",
         "-A root",
-        "-p debug",
+        "-p gpu",  # a GPU job: the site's GPU partition
     ):
         assert flag in call, (flag, call)
     assert "--gpus" not in call and "--ntasks-per-gpu" not in call
 
     job = records(run_id(out), 1)[0]
-    assert job["NNodes"] == "2" and job["NodeList"] == "node[1-2]"
+    assert job["NNodes"] == "2" and job["NodeList"] == "node[1-2]" and job["Partition"] == "gpu"
     assert "gres/gpu=2" in job["AllocTRES"]
     steps = [s for s in sacct("-j", job["JobID"]) if s["JobID"] == f"{job['JobID']}.0"]
     assert steps and (steps[0]["NNodes"], steps[0]["NTasks"]) == ("2", "2")  # the rule's srun step

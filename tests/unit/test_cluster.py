@@ -48,6 +48,14 @@ def test_job_resources(gpus, nodes, model, expected):
     assert got == {"cpus_per_task": 64, "mem_mb": 480000, "runtime": 1440} | expected
 
 
+def test_gpu_jobs_go_to_the_sites_gpu_partition_and_cpu_jobs_never_do():
+    res = resources(train_model={"cpus": 8, "mem_mb": 1000, "runtime_min": 10})
+    assert job_resources(res, "train_model", 8, 1, gpu_partition="gpu-h100")["slurm_partition"] == "gpu-h100"
+    assert job_resources(res, "train_model", 16, 2, gpu_partition="gpu")["slurm_partition"] == "gpu"
+    assert "slurm_partition" not in job_resources(res, "train_model", 0, 1, gpu_partition="gpu")
+    assert "slurm_partition" not in job_resources(res, "train_model", 8, 1)  # none named: the profile's
+
+
 def test_gpus_must_split_evenly_over_nodes():
     with pytest.raises(ValueError, match="train_model: 6 GPUs do not split evenly over 4 nodes"):
         job_resources(resources(), "train_model", 6, 4)

@@ -162,7 +162,8 @@ def dry_run_text(wf, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_paper_jobs_ask_for_the_configured_resources(tmp_path):
+def test_paper_jobs_ask_for_the_configured_resources(tmp_path, monkeypatch):
+    monkeypatch.setenv("AFT_SLURM_GPU_PARTITION", "gpu-h100")
     out = dry_run_text(copy_workflow(tmp_path), "--configfile", "config/paper.yaml")
     train = job_resources(out, "train_model")
     assert train["gpu"] == "8" and train["tasks_per_gpu"] == "0"  # one torchrun per job
@@ -175,6 +176,13 @@ def test_paper_jobs_ask_for_the_configured_resources(tmp_path):
     assert job_resources(out, "generate_answers")["gpu"] == "1"
     for cpu_only in ("prepare_data", "build_dataset", "judge_answers", "make_report"):
         assert "gpu" not in job_resources(out, cpu_only), cpu_only
+    # every GPU job on the site's GPU partition, no other job there
+    blocks = out.split("\nrule ")[1:]
+    for block in blocks:
+        res = block_resources(block) if "resources:" in block else {}
+        on_gpu = res.get("slurm_partition") == "gpu-h100"
+        assert on_gpu == ("gpu" in res or "gres" in res), block.split(":", 1)[0]
+    assert sum("slurm_partition=gpu-h100" in b for b in blocks) > 0
 
 
 def test_two_node_training_runs_one_torchrun_per_node_under_srun(tmp_path):

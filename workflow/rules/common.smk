@@ -9,7 +9,12 @@ from snakemake.utils import validate
 from aft.eval.registry import REGISTRY
 from aft.pipeline.artifacts import KEY_PATTERN
 from aft.pipeline.jobs import JobGraph, pset_of, settings_json
-from aft.pipeline.cluster import job_resources, site_problems, slurm_accounts
+from aft.pipeline.cluster import (
+    GPU_PARTITION_ENV,
+    job_resources,
+    site_problems,
+    slurm_accounts,
+)
 from aft.pipeline.config import config_hash, load_config, results_hash
 from aft.train.launch import train_launcher
 
@@ -93,8 +98,10 @@ def threads_of(rule_name):
 
 
 def resources_of(rule_name, gpus=0, nodes=1):
-    """What a job of `rule` asks the cluster for: config resources.rules + its GPUs (slurm/ profile)."""
-    return job_resources(CFG.resources, rule_name, gpus, nodes)
+    """What a job of `rule` asks the cluster for: config resources.rules + its GPUs (slurm/ profile),
+    and for a GPU job the site's GPU partition when it names one."""
+    gpu_partition = os.environ.get(GPU_PARTITION_ENV) or None
+    return job_resources(CFG.resources, rule_name, gpus, nodes, gpu_partition)
 
 
 def check_cluster_site():

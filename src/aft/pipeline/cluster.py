@@ -1,8 +1,9 @@
 """What a job asks a SLURM cluster for, in the resource names of snakemake-executor-plugin-slurm.
 
 GPU counts come from the config sections that change the math (train.num_gpus/num_nodes, an engine's
-tensor_parallel_size); CPUs, memory and runtime from `resources.rules`. Account and partition are not
-here: they are site settings of the profile (slurm/config.yaml).
+tensor_parallel_size); CPUs, memory and runtime from `resources.rules`. Account and partitions are site
+settings from the environment: the profile's (slurm/config.yaml) for every job, and a GPU partition, when
+the site has one, for the jobs that use GPUs.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import subprocess
 from aft.pipeline.config import ResourcesConfig
 
 
-def job_resources(res: ResourcesConfig, rule: str, gpus: int = 0, nodes: int = 1) -> dict[str, object]:
-    """Snakemake `resources:` of one job of `rule` using `gpus` GPUs in all over `nodes` nodes."""
+def job_resources(
+    res: ResourcesConfig, rule: str, gpus: int = 0, nodes: int = 1, gpu_partition: str | None = None
+) -> dict[str, object]:
+    """Snakemake `resources:` of one job of `rule` using `gpus` GPUs in all over `nodes` nodes. A GPU job
+    goes to `gpu_partition` when the site names one (AFT_SLURM_GPU_PARTITION); every other job to the
+    profile's partition (AFT_SLURM_PARTITION), so no CPU job waits in, or holds, the GPU queue."""
     r = res.rules[rule]
     out: dict[str, object] = {"cpus_per_task": r.cpus, "mem_mb": r.mem_mb, "runtime": r.runtime_min}
+    if gpus and gpu_partition:
+        out["slurm_partition"] = gpu_partition
     if gpus and gpus % nodes:
         raise ValueError(f"{rule}: {gpus} GPUs do not split evenly over {nodes} nodes")
     if nodes > 1:
@@ -33,6 +40,8 @@ def job_resources(res: ResourcesConfig, rule: str, gpus: int = 0, nodes: int = 1
             out["gpu_model"] = res.gpu_model
     return out
 
+
+GPU_PARTITION_ENV = "AFT_SLURM_GPU_PARTITION"  # optional: unset, GPU jobs use the profile's partition
 
 SITE_KEYS = {  # profile key -> where a user finds the value
     "slurm_account": "sacctmgr -n show assoc user=$USER format=account",
