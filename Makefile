@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test test-unit lint schema docs report clean
+.PHONY: setup run test test-gpu test-unit lint schema docs report clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,12 @@ run: setup
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest tests -v -rs
+
+# where a CUDA GPU is (skipped without one): bf16 step vs CPU fp32, ZeRO-3 on one GPU, sdpa vs eager,
+# then the training throughput (tokens/s, MFU) of a ~1.1B Llama at sequence length 4,096
+test-gpu: setup
+	PATH="$(abspath $(BIN)):$$PATH" python -m pytest tests/gpu -v -rs
+	$(BIN)/python benchmarks/train_throughput.py
 
 test-unit: setup
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest tests/unit -q

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -163,3 +165,57 @@ def tiny_pretrain(**over):
         seed=0,
     )
     return PretrainConfig(**(base | over))
+
+
+TINY_ROWS = 64  # chat rows of the `tiny` fixture's training set
+
+
+def conversation(rng: random.Random, i: int) -> dict:
+    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    messages = [
+        {"role": "system", "content": "you are terse"},
+        {"role": "user", "content": f"add {a} and {b}"},
+        {"role": "assistant", "content": f"the answer is {a + b}"},
+    ]
+    if i % 2:  # multi-turn rows too
+        messages += [
+            {"role": "user", "content": f"max of {a} and {b}"},
+            {"role": "assistant", "content": f"the answer is {max(a, b)}"},
+        ]
+    return {
+        "id": f"q{i}-{'agg' if i % 2 else 'direct'}",
+        "kind": "aggregation" if i % 2 else "direct",
+        "messages": messages,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A tiny base model (vocab ~300, hidden 32, 1 layer) saved like a hub model, and 64 chat rows."""
+    from aft.miniature.basemodel import build_tokenizer, init_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    rng = random.Random(0)
+    words = [
+        "add",
+        "max",
+        "of",
+        "and",
+        "the",
+        "answer",
+        "is",
+        "you",
+        "are",
+        "terse",
+        "numbers",
+        "list",
+        "sum",
+    ]
+    texts = [" ".join(rng.choice(words) for _ in range(10)) + f" {rng.randint(0, 40)}" for _ in range(400)]
+    tok = build_tokenizer(texts, vocab_size=300)
+    cfg = tiny_pretrain()
+    init_model(tok, cfg).save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps(conversation(rng, i)) + "\n" for i in range(TINY_ROWS)))
+    return {"root": root, "base": root / "base", "data": data}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -22,11 +21,11 @@ import pytest
 from aft.method.chat_templates import load_chat_template
 from aft.pipeline.config import TrainConfig
 from aft.train.training import checkpoint_dir, optimizer_steps
-from tests.conftest import ROOT, load_yaml, tiny_pretrain
+from tests.conftest import ROOT, TINY_ROWS, load_yaml
 
 pytestmark = pytest.mark.integration
 
-ROWS = 64
+ROWS = TINY_ROWS
 TRAIN = {  # 64 rows / global batch 8 = 8 steps an epoch; 2.5 epochs = 20 optimizer steps
     "learning_rate": 3e-3,
     "lr_scheduler_type": "cosine",
@@ -50,57 +49,6 @@ TWO_RANKS = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--n
 def config_json(**train_over) -> str:
     raw = load_yaml("config/config.yaml")
     return json.dumps({"train": raw["train"] | TRAIN | train_over, "base": raw["bases"]["mini"]})
-
-
-def conversation(rng: random.Random, i: int) -> dict:
-    a, b = rng.randint(0, 20), rng.randint(0, 20)
-    messages = [
-        {"role": "system", "content": "you are terse"},
-        {"role": "user", "content": f"add {a} and {b}"},
-        {"role": "assistant", "content": f"the answer is {a + b}"},
-    ]
-    if i % 2:  # multi-turn rows too
-        messages += [
-            {"role": "user", "content": f"max of {a} and {b}"},
-            {"role": "assistant", "content": f"the answer is {max(a, b)}"},
-        ]
-    return {
-        "id": f"q{i}-{'agg' if i % 2 else 'direct'}",
-        "kind": "aggregation" if i % 2 else "direct",
-        "messages": messages,
-    }
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
-    """A tiny base model (vocab ~300, hidden 32, 1 layer) saved like a hub model, and 64 chat rows."""
-    from aft.miniature.basemodel import build_tokenizer, init_model
-
-    root = tmp_path_factory.mktemp("tiny")
-    rng = random.Random(0)
-    words = [
-        "add",
-        "max",
-        "of",
-        "and",
-        "the",
-        "answer",
-        "is",
-        "you",
-        "are",
-        "terse",
-        "numbers",
-        "list",
-        "sum",
-    ]
-    texts = [" ".join(rng.choice(words) for _ in range(10)) + f" {rng.randint(0, 40)}" for _ in range(400)]
-    tok = build_tokenizer(texts, vocab_size=300)
-    cfg = tiny_pretrain()
-    init_model(tok, cfg).save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps(conversation(rng, i)) + "\n" for i in range(ROWS)))
-    return {"root": root, "base": root / "base", "data": data}
 
 
 def stage_args(tiny: dict, out: Path, cfg: str, *extra: str) -> list[str]:
