@@ -401,7 +401,7 @@ def test_named_strategies_add_their_jobs_curves_and_scaling_claims(run):
     assert [len(x) for x in json.loads(answers("agg-w2-d2").open().readline())["trace"][0]] == [2, 2, 1]
     best = [json.loads(line) for line in answers("bon-4").open()]
     for r in best:
-        (samples,), (scores,) = r["trace"][0], r["reward_scores"][0]
+        (samples,), scores = r["trace"][0], r["reward_scores"][0]  # turn 1: its samples, their scores
         assert len(samples) == 4 and r["outputs"][0] == samples[scores.index(max(scores))]
         assert r["usage"]["reward_tokens"] > 0 and r["usage"]["requests"] == 1
     report = (run / "reports/strategies/results.md").read_text()
