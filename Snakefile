@@ -1,8 +1,6 @@
 # AFT (arXiv 2501.11877) end to end. Default config: the CPU miniature; config/paper.yaml: the paper.
 #   snakemake --cores 2                                  # the miniature
 #   snakemake -n --configfile config/paper.yaml          # the paper grid, dry run
-from pathlib import Path
-
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -39,13 +37,6 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/report.smk"
-
-
-onsuccess:
-    # where the report is and what it says (nothing when the run stopped short of the report)
-    from aft.pipeline.summary import run_summary
-
-    print(run_summary(Path("reports") / EXPERIMENT))
 
 
 rule all:

@@ -1,5 +1,6 @@
 """Workflow hygiene: snakefmt and ruff clean, and `snakemake --lint` raises only the lints each
-justified in a comment (Snakefile: per-rule conda envs; tracking.smk: the optional MLflow variables)."""
+justified in a comment (Snakefile: per-rule conda envs; tracking.smk: the optional MLflow variables),
+and one definition of each workflow handler."""
 
 from __future__ import annotations
 
@@ -39,3 +40,12 @@ def test_snakemake_lint_raises_only_justified_lints():
     assert lints, "no lint parsed: did `snakemake --lint` change its output?"
     unjustified = sorted({x for x in lints if not x.startswith(JUSTIFIED)})
     assert unjustified == []
+
+
+def test_each_workflow_handler_is_defined_once():
+    """Snakemake keeps only the last `onsuccess:` (or onstart, onerror) it reads: a second one silently
+    replaces the first (a console summary once replaced the handler that closes the MLflow run)."""
+    files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    for handler in ("onstart", "onsuccess", "onerror"):
+        where = [f.name for f in files for line in f.read_text().splitlines() if line == f"{handler}:"]
+        assert where == ["tracking.smk"], (handler, where)

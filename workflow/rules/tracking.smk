@@ -1,7 +1,10 @@
 # MLflow: the store is created once and the workflow's parent run opened before any job starts;
-# jobs find both through the environment (tracking settings are no rerun trigger).
+# jobs find both through the environment (tracking settings are no rerun trigger). The workflow's
+# handlers (onstart, onsuccess, onerror) live here, one each.
 import os
+from pathlib import Path
 
+from aft.pipeline.summary import run_summary
 from aft.pipeline.tracking import (
     COPY_MODELS_ENV,
     PARENT_ENV,
@@ -42,6 +45,9 @@ onsuccess:
         end_workflow_run(
             os.environ["MLFLOW_TRACKING_URI"], os.environ[PARENT_ENV], "FINISHED"
         )
+    # last, for the person at the console: where the report is and what it says (nothing when the run
+    # stopped short of the report). A workflow has one onsuccess handler: this is it.
+    print(run_summary(Path("reports") / EXPERIMENT))
 
 
 onerror:
