@@ -127,7 +127,7 @@ def test_best_of_n_answers_with_the_highest_scored_sample_and_counts_the_reward_
     """The samples answer_rows(kind="sample") made, scored by a reward model stand-in that prefers the
     sample whose index matches the question's; each scored conversation read 10 tokens."""
     from aft.gen.reward import Scored
-    from aft.stages.generate_answers import choose_best
+    from aft.stages.generate_answers import check_single_turn, choose_best
 
     class Scorer:
         def __init__(self):
@@ -155,8 +155,9 @@ def test_best_of_n_answers_with_the_highest_scored_sample_and_counts_the_reward_
     ]
     assert [u.reward_tokens for u in usage2] == [30, 30, 30]
     assert [u.generated_tokens for u in usage2] == [u.generated_tokens for u in usage]
-    with pytest.raises(SystemExit, match="single-turn"):
-        choose_best([{"id": 9, "turns": ["a", "b"]}], traces[:1], usage[:1], scorer)
+    check_single_turn(rows)
+    with pytest.raises(SystemExit, match=r"single-turn questions; 1 have more turns \(\[9\]\)"):
+        check_single_turn([*rows, {"id": 9, "turns": ["a", "b"]}])
 
 
 def test_a_bad_template_stops_generation_before_the_engine_starts(tmp_path, monkeypatch):

@@ -116,17 +116,25 @@ def answer_rows(
     return answers, traces, usage
 
 
+def check_single_turn(rows: list[dict]) -> None:
+    """Best-of-N answers single-turn questions (the config refuses multi-turn benchmarks; this guards a
+    hand-run job before the engine starts)."""
+    multi = [r["id"] for r in rows if len(r["turns"]) != 1]
+    if multi:
+        raise SystemExit(
+            f"best-of-N answers single-turn questions; {len(multi)} have more turns ({multi[:5]})"
+        )
+
+
 def choose_best(
     rows: list[dict], traces: list, usage: list[Usage], scorer: RewardScorer
 ) -> tuple[list[list[str]], list[list[list[float]]], list[Usage], int]:
-    """Best-of-N over the samples answer_rows(kind="sample") made (single-turn rows): the reward model
-    scores each sample as the reply to its question; the highest-scored is the answer. Returns the
-    answers, the scores (per turn, per sample), the costs with the tokens the reward model read, and how
-    many scored conversations were cut to its max_length."""
+    """Best-of-N over the samples answer_rows(kind="sample") made (single-turn rows, check_single_turn):
+    the reward model scores each sample as the reply to its question; the highest-scored is the answer.
+    Returns the answers, the scores (per turn, per sample), the costs with the tokens the reward model
+    read, and how many scored conversations were cut to its max_length."""
     convs, owner = [], []
     for i, (row, trace) in enumerate(zip(rows, traces, strict=True)):
-        if len(row["turns"]) != 1:
-            raise SystemExit(f"best-of-N answers single-turn questions; {row['id']} has {len(row['turns'])}")
         (samples,) = trace[0]
         for x in samples:
             convs.append([{"role": "user", "content": row["turns"][0]}, {"role": "assistant", "content": x}])
@@ -185,8 +193,10 @@ def run(
     rows = read_jsonl(bench)
     template = read_text_input("inference.template_file", ic.template_file)  # before the engine starts
     answers_of = vote_extractor(kind, bench_name)
-    if kind == "best_of_n" and reward is None:
-        raise SystemExit("a best_of_n strategy needs --reward-model and the reward_model config section")
+    if kind == "best_of_n":
+        if reward is None:
+            raise SystemExit("a best_of_n strategy needs --reward-model and the reward_model config section")
+        check_single_turn(rows)
     engine = VLLMEngine(model, ic.engine, seed=ic.seed, revision=revision, per_request_seeds=barrier_free)
     answers, traces, usage = answer_rows(
         rows, ic, bench_name, "sample" if kind == "best_of_n" else kind, engine, template, answers_of,
