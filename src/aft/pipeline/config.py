@@ -965,12 +965,7 @@ class Config(Section):
 
     def answers(self, mode: str, variant: str, bench: str) -> bool:
         """Whether the grid's (variant, bench) is answered by strategy `mode` (its scope)."""
-        s = self.strategy(mode)
-        if s is None:
-            return True
-        return (s.variants is None or variant in s.variants) and (
-            s.benchmarks is None or bench in s.benchmarks
-        )
+        return in_scope(mode, variant, bench, self.strategies)
 
     def bench_settings(self, bench: str) -> BenchConfig:
         return self.benchmarks.get(bench) or BenchConfig(max_questions=None, prompt_file=None)
