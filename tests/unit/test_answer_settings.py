@@ -173,5 +173,5 @@ def test_a_bad_template_stops_generation_before_the_engine_starts(tmp_path, monk
     (tmp_path / "bench.jsonl").write_text('{"id": "a", "turns": ["q"]}\n')
     with pytest.raises(SystemExit, match="inference.template_file = .*: not UTF-8"):
         generate_answers.run(
-            ic, "propose_aggregate", "m", None, tmp_path / "bench.jsonl", "exact_match", tmp_path / "o.jsonl"
+            ic, "propose_aggregate", "m", tmp_path / "bench.jsonl", "exact_match", tmp_path / "o.jsonl"
         )

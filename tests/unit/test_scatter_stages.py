@@ -48,7 +48,7 @@ class FakeEngine:
 def fake_engines(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(build_proposals_on, "VLLMEngine", lambda *a, **k: FakeEngine())
-    monkeypatch.setattr(build_targets, "teacher_engine", lambda tc: FakeEngine())
+    monkeypatch.setattr(build_targets, "teacher_engine", lambda tc, folder: FakeEngine())
 
 
 def queries() -> list[dict]:

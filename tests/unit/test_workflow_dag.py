@@ -16,6 +16,8 @@ def test_paper_dag_is_the_full_grid(tmp_path):
     assert jobs == {
         # 6 UltraFeedback files + 7 benchmark/judge/template files + GSM8K, IFEval and 4 punkt_tab files
         "download_source": 19,
+        # the two bases, the 70B teacher and best-of-N's reward model, each once (loaded from the folder)
+        "fetch_model": 4,
         "prepare_data": 1,
         "prepare_bench": 4,
         "build_proposals_off": 1,
@@ -58,7 +60,7 @@ def test_paper_training_is_launched_with_torchrun_and_zero3(tmp_path):
     assert "config/deepspeed/zero3.json" in out
     data = job_dir("build_dataset", "config/paper.yaml", base="llama31-8b", variant="aft_on")
     assert f"--data {data}/train.jsonl" in out and "--config" in out and '"seed":42' in out
-    assert "--base-model meta-llama/Llama-3.1-8B" in out
+    assert "--base-model results/fetch_model/meta-llama/Llama-3.1-8B/main/model " in out
 
 
 def test_invalid_config_stops_before_any_job(tmp_path):
@@ -103,12 +105,12 @@ def test_semantic_config_errors_stop_snakemake_before_any_job(tmp_path, overlay,
     assert "Job stats" not in proc.stdout + proc.stderr
 
 
-def test_a_local_checkpoint_is_a_dag_input_and_a_hub_id_is_not(tmp_path):
+def test_a_local_checkpoint_is_loaded_as_it_is_and_a_hub_id_from_its_fetched_folder(tmp_path):
     wf = copy_workflow(tmp_path)
     (wf / "ck").mkdir()
     (wf / "ck.yaml").write_text(
         "checkpoints:\n  mini:\n    aft_off: {model: ./ck, revision: null}\n"
-        "    aft_on: {model: org/released-model, revision: null}\n"
+        f"    aft_on: {{model: org/released-model, revision: {PIN}}}\n"  # the miniature requires pins
     )
     jobs = dry_run(wf, "--configfile", "config/config.yaml", "ck.yaml")
     assert jobs["train_model"] == 1  # only sft is trained
@@ -118,7 +120,62 @@ def test_a_local_checkpoint_is_a_dag_input_and_a_hub_id_is_not(tmp_path):
     out = dry_run_text(wf, "--configfile", "config/config.yaml", "ck.yaml", "--", f"{answers}/answers.jsonl")
     block = job_blocks(out, "generate_answers")[0]
     assert "input: " in block and "ck" in block.split("input: ", 1)[1].splitlines()[0]
-    assert "--model ./ck" in block
+    assert "--model ./ck" in block and "fetch_model" not in out
+    assert jobs["fetch_model"] == 1
+    hub = job_dir(
+        "generate_answers", "config/config.yaml", "ck.yaml", root=wf, variant="aft_on", mode="direct"
+    )
+    out = dry_run_text(wf, "--configfile", "config/config.yaml", "ck.yaml", "--", f"{hub}/answers.jsonl")
+    (block,) = job_blocks(out, "generate_answers")
+    folder = f"results/fetch_model/org/released-model/{PIN}/model"
+    assert folder in block.split("input: ", 1)[1].splitlines()[0] and f"--model {folder} " in block
+
+
+PIN = "0123456789abcdef0123456789abcdef01234567"
+# the flags by which a stage is handed a model to load
+MODEL_FLAGS = ("--model", "--base-model", "--tokenizer", "--teacher-model", "--reward-model")
+MODEL_FOLDERS = ("fetch_model", "build_base", "train_model", "train_reward_model", "convert_checkpoint")
+
+
+def test_paper_jobs_load_models_only_from_folders_made_in_the_dag(tmp_path):
+    """Every model a paper job loads is a folder one of its inputs names, written by a job of the DAG
+    (fetched from the hub once, or trained): no job is handed a hub id."""
+    import re
+
+    out = dry_run_text(copy_workflow(tmp_path), "--configfile", "config/paper.yaml")
+    fetched = {b.split("--out ")[1].split()[0] for b in job_blocks(out, "fetch_model")}
+    assert fetched == {
+        f"results/fetch_model/{repo}/main/model"
+        for repo in (
+            "meta-llama/Llama-3.1-8B",
+            "mistralai/Mistral-7B-v0.1",
+            "meta-llama/Llama-3.1-70B-Instruct",
+            "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
+        )
+    }
+    loaded: dict[str, int] = {}
+    for block in re.split(r"\n(?:local)?rule ", out)[1:]:
+        rule = block.split(":", 1)[0]
+        if rule == "build_proposals_on":  # the gather: the base names its shards' context, nothing loads it
+            continue
+        for flag in MODEL_FLAGS:
+            for folder in re.findall(rf"{flag} (\S+)", block):
+                inputs = block.split("input: ", 1)[1].splitlines()[0].split(", ")
+                assert folder in inputs, (rule, flag, folder)
+                assert folder.split("/")[1] in MODEL_FOLDERS, (rule, flag, folder)
+                if folder.startswith("results/fetch_model/"):
+                    loaded[rule] = loaded.get(rule, 0) + 1
+    assert "--revision" not in out
+    # the teacher in each of 24 target parts; each base in its 4 proposal parts, 3 datasets (its
+    # tokenizer), 3 trainings and §6.1's job; best-of-N's reward model in its 12 answer jobs
+    assert loaded == {
+        "build_targets_part": 24,
+        "build_proposals_on_part": 2 * 4,
+        "build_dataset": 2 * 3,
+        "train_model": 2 * 3,
+        "measure_target_loss": 2,
+        "generate_answers": 12,
+    }
 
 
 def test_paper_downloads_read_from_the_network_or_a_mirror(tmp_path):

@@ -103,6 +103,7 @@ def test_released_checkpoints_overlay_trains_nothing_and_uses_the_official_templ
     for rule, _ in jobs.values():
         rules[rule] = rules.get(rule, 0) + 1
     assert {k: v for k, v in rules.items() if k != "download_source"} == {
+        "fetch_model": 4,  # the four released checkpoints, once each
         "prepare_bench": 2,
         "generate_answers": 16,  # 2 bases x 2 released variants x {direct, agg} x 2 benchmarks
         "judge_answers": 16,
@@ -110,5 +111,5 @@ def test_released_checkpoints_overlay_trains_nothing_and_uses_the_official_templ
     }
     assert "results/download_source/aggregation_template/aggregation_template.txt" in jobs
     gen = one(jobs, r"results/generate_answers/llama31-8b/aft_off/seed42/agg/mt_bench/<key>/answers.jsonl")
-    assert "--model linzw/Llama-AFT-Off-Policy" in gen
+    assert "--model results/fetch_model/linzw/Llama-AFT-Off-Policy/main/model " in gen
     assert '"template_file":"results/download_source/aggregation_template/aggregation_template.txt"' in gen

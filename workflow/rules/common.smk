@@ -55,11 +55,11 @@ def wildcard_tags(wildcards):
 
 
 def base_model(base):
-    """A built base's folder (a DAG input) or a hub id/path (not an input)."""
+    """A base's folder: built, fetched from the hub (both DAG inputs), or a local path (not an input)."""
     b = CFG.bases[base]
-    return (
-        f"{job_dir('build_base', base=base)}/model" if b.source == "build" else b.model
-    )
+    if b.source == "build":
+        return f"{job_dir('build_base', base=base)}/model"
+    return GRAPH.model_folder(f"bases.{base}") or b.model
 
 
 def gpus(engine):
@@ -124,8 +124,26 @@ def check_cluster_site():
 
 
 def base_folder(base):
-    """A built base's folder as a DAG input; a hub base is none."""
-    return [base_model(base)] if CFG.bases[base].source == "build" else []
+    """A built or fetched base's folder as a DAG input; a local path is none."""
+    fetched = GRAPH.hub_model(f"bases.{base}") is not None
+    return [base_model(base)] if CFG.bases[base].source == "build" or fetched else []
+
+
+def teacher_model():
+    """The in-process teacher's folder (fetched from the hub, or a local path)."""
+    return GRAPH.model_folder("targets.model") or CFG.targets.model
+
+
+def teacher_input(wildcards):
+    """The fetched teacher as a DAG input of the jobs that load it."""
+    folder = GRAPH.model_folder("targets.model")
+    return [folder] if folder and TEACHER_IN_PROCESS else []
+
+
+def teacher_arg(wildcards):
+    return (
+        f"--teacher-model {shlex.quote(teacher_model())}" if TEACHER_IN_PROCESS else ""
+    )
 
 
 def base_model_input(wildcards):
@@ -177,44 +195,46 @@ def checkpoint_of(w):
 
 
 def answer_model(w):
-    """The model that answers: a configured checkpoint (hub id, path, or the folder converted from its
-    GGUF file), else the trained model folder."""
+    """The model that answers: a configured checkpoint (the folder fetched from the hub, a local path, or
+    the folder converted from its GGUF file), else the trained model folder."""
     ck = checkpoint_of(w)
     if ck and ck.gguf is not None:
         return f"{job_dir('convert_checkpoint', base=w.base, variant=w.variant)}/model"
     if ck:
-        return ck.model
+        return GRAPH.model_folder(f"checkpoints.{w.base}.{w.variant}") or ck.model
     return (
         f"{job_dir('train_model', base=w.base, variant=w.variant, seed=w.seed)}/model"
     )
 
 
 def answer_model_input(w):
-    """The model folder as a DAG input: the trained one, or a checkpoint's local path; a hub id is none."""
-    ck = checkpoint_of(w)
-    return [answer_model(w)] if ck is None or ck.is_local else []
-
-
-def answer_revision(w):
-    ck = checkpoint_of(w)
-    return f"--revision {ck.revision}" if ck and ck.revision else ""
+    """The model folder as a DAG input (trained, fetched, converted, or a checkpoint's local path)."""
+    return [answer_model(w)]
 
 
 def answer_reward_model(w):
-    """Best-of-N's reward model: (its name, the folder or hub id to load), or None for other modes."""
+    """Best-of-N's reward model: (its name, the folder to load), or None for other modes."""
     s = CFG.strategy(w.mode)
     if s is None or s.kind != "best_of_n":
         return None
     rc = CFG.reward_models[s.reward_model]
     if rc.source == "hub":
-        return s.reward_model, rc.model
+        return (
+            s.reward_model,
+            GRAPH.model_folder(f"reward_models.{s.reward_model}") or rc.model,
+        )
     return s.reward_model, f"{job_dir('train_reward_model', rm=s.reward_model)}/model"
 
 
 def answer_reward_input(w):
-    """A reward model trained here, as a DAG input of the best-of-N answers that read it."""
+    """The reward model's folder (trained or fetched here; a local path is none), as a DAG input."""
     rm = answer_reward_model(w)
-    return [rm[1]] if rm and CFG.reward_models[rm[0]].source == "train" else []
+    local = (
+        rm
+        and CFG.reward_models[rm[0]].source == "hub"
+        and rm[1] == CFG.reward_models[rm[0]].model
+    )
+    return [rm[1]] if rm and not local else []
 
 
 def answer_reward_arg(w):
@@ -322,6 +342,8 @@ REWARD_HELDOUT = {
     w["rm"]: f"{job_dir(rule, **w)}/heldout.jsonl"
     for rule, w in GRAPH.reward_model_jobs()
 }
+# every hub model the config's jobs load, fetched once each (rule fetch_model)
+FETCHED_MODELS = [f"{job_dir(rule, **w)}/model" for rule, w in GRAPH.fetch_jobs()]
 REWARD_HUB = {
     name: CFG.reward_models[name].model
     for name in GRAPH.reward_models_used()

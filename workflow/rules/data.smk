@@ -6,6 +6,7 @@
 # downloads run where the workflow runs (login nodes have internet; compute nodes often do not)
 localrules:
     download_source,
+    fetch_model,
 
 
 rule download_source:
@@ -29,6 +30,28 @@ rule download_source:
     shell:
         "python -m aft.stages.download_source --config {params.cfg:q} --source {wildcards.source}"
         " --file {wildcards.file} {params.local} --out {output.file}"
+        " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
+
+
+# one hub model at a revision (a base, the teacher, a reward model, a released checkpoint), fetched once
+# through the Hugging Face cache; every job that loads it reads this folder with the hub off
+rule fetch_model:
+    output:
+        model=directory("results/fetch_model/{repo}/{revision}/model"),
+        metrics="results/fetch_model/{repo}/{revision}/metrics.json",
+    log:
+        "logs/fetch_model/{repo}/{revision}.log",
+    benchmark:
+        "results/timings/fetch_model/{repo}/{revision}.tsv"
+    wildcard_constraints:
+        repo="|".join(re.escape(w["repo"]) for _, w in GRAPH.fetch_jobs()) or "no-repo",
+        revision="|".join(re.escape(w["revision"]) for _, w in GRAPH.fetch_jobs())
+        or "no-revision",
+    params:
+        cfg=lambda w: GRAPH.settings("fetch_model", repo=w.repo, revision=w.revision),
+        wc=wildcard_tags,
+    shell:
+        "python -m aft.stages.fetch_model --config {params.cfg:q} --out {output.model}"
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 

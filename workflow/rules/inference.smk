@@ -22,11 +22,10 @@ rule generate_answers:
     params:
         cfg=settings_of("generate_answers"),
         model=answer_model,
-        revision=answer_revision,
         reward_model=answer_reward_arg,
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.generate_answers --config {params.cfg:q} --mode {wildcards.mode}"
-        " --model {params.model} {params.revision} --bench {input.bench} --bench-name {wildcards.bench}"
+        " --model {params.model} --bench {input.bench} --bench-name {wildcards.bench}"
         " --out {output.answers} {params.reward_model} --metrics {output.metrics}"
         " --wildcards {params.wc} > {log} 2>&1"

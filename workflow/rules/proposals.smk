@@ -82,6 +82,7 @@ rule build_targets_part:
         proposals=lambda w: proposals_file(w.pset),
         queries=data_file("queries.jsonl"),
         template=CFG.targets.template_file,
+        teacher=teacher_input,
     output:
         part="results/build_targets_part/{pset}/{scatteritem}/{key}/part.json",
         metrics="results/build_targets_part/{pset}/{scatteritem}/{key}/metrics.json",
@@ -97,10 +98,11 @@ rule build_targets_part:
         ),
     params:
         cfg=settings_of("build_targets_part"),
+        teacher=teacher_arg,
         wc=wildcard_tags,
     shell:
         "python -m aft.stages.build_targets --config {params.cfg:q} --proposals {input.proposals}"
-        " --queries {input.queries} --part {wildcards.scatteritem} --out {output.part}"
+        " --queries {input.queries} {params.teacher} --part {wildcards.scatteritem} --out {output.part}"
         " --metrics {output.metrics} --wildcards {params.wc} > {log} 2>&1"
 
 

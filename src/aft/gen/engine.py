@@ -51,7 +51,6 @@ class VLLMEngine:
     model: str
     cfg: EngineConfig
     seed: int
-    revision: str | None = None
     progress: bool = True
     per_request_seeds: bool = False  # requests will carry their own seeds (see __post_init__)
     stats: EngineStats = field(default_factory=EngineStats)
@@ -70,7 +69,6 @@ class VLLMEngine:
 
         kwargs = dict(
             model=self.model,
-            revision=self.revision,
             dtype=self.cfg.dtype,
             max_model_len=self.cfg.max_model_len,
             enforce_eager=self.cfg.enforce_eager,

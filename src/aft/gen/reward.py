@@ -18,7 +18,7 @@ class Scored:
 
 
 class RewardScorer:
-    """`model`: a folder or hub id; `dtype`: float32 | bfloat16; conversations longer than `max_length`
+    """`model`: a model folder; `dtype`: float32 | bfloat16; conversations longer than `max_length`
     tokens are cut from the right. Scoring logs a line about every tenth of the conversations."""
 
     def __init__(
@@ -27,16 +27,15 @@ class RewardScorer:
         dtype: str,
         batch_size: int,
         max_length: int,
-        revision: str | None = None,
     ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.batch_size, self.max_length = batch_size, max_length
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
         net = AutoModelForSequenceClassification.from_pretrained(
-            model, revision=revision, dtype=getattr(torch, dtype), num_labels=1
+            model, dtype=getattr(torch, dtype), num_labels=1
         )
         if net.config.pad_token_id is None:  # the score is read at the last token that is not padding
             tok = self.tokenizer

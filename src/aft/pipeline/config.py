@@ -89,6 +89,27 @@ class DataConfig(Section):
 
 # ------------------------------------------------------------------------------------------ sources
 COMMIT = r"^[0-9a-f]{40}$"
+
+
+def is_local_path(model: str) -> bool:
+    """A model given as a path rather than a hub id (hub ids are NAME or ORG/NAME)."""
+    return (
+        model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or Path(model).expanduser().exists()
+    )
+
+
+class HubModel(Section):
+    """A model the rule fetch_model downloads once: a hub repository at a revision ("main" where the
+    config says null: the default branch)."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$", description="hub id (NAME or ORG/NAME)")
+    revision: str = Field(min_length=1, description="a commit (pinned), a branch or a tag")
+
+    @property
+    def pinned(self) -> bool:
+        return bool(re.match(COMMIT, self.revision))
+
+
 SHA256 = r"^[0-9a-f]{64}$"
 FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SOURCE_NAMES = (
@@ -195,7 +216,8 @@ class SourcesConfig(Section):
         " read instead of the network. null = download"
     )
     require_pinned: bool = Field(
-        description="reject a source without a commit revision and a sha256 for every file"
+        description="reject a source without a commit revision and a sha256 for every file, and a hub"
+        " model (bases, teacher, reward models, checkpoints) without a commit revision"
     )
     ultrafeedback: Source | None = Field(description="openbmb/UltraFeedback (the training queries)")
     alpaca_eval_instructions: Source | None = Field(description="AlpacaEval 2's 805 instructions")
@@ -402,6 +424,9 @@ class TargetsConfig(Section):
     )
     template_file: str = Field(description="aggregation template the teacher is prompted with")
     model: str | None = Field(None, description="teacher model: hub id/path (vLLM) or API model name")
+    revision: str | None = Field(
+        None, description="in-process teacher from the hub: pinned hub revision (null = the default branch)"
+    )
     endpoint: EndpointConfig | None = Field(
         description="teacher=model served by an OpenAI-compatible endpoint (the judges' schema);"
         " null = in-process vLLM (engine)"
@@ -781,10 +806,7 @@ class CheckpointConfig(Section):
     @property
     def is_local(self) -> bool:
         """A path rather than a hub id (hub ids are NAME or ORG/NAME); a converted GGUF is a local folder."""
-        m = self.model
-        if m is None:
-            return True
-        return m.startswith(("/", "./", "../", "~")) or m.count("/") > 1 or Path(m).expanduser().exists()
+        return self.model is None or is_local_path(self.model)
 
 
 class BenchConfig(Section):
@@ -970,6 +992,35 @@ class Config(Section):
     def bench_settings(self, bench: str) -> BenchConfig:
         return self.benchmarks.get(bench) or BenchConfig(max_questions=None, prompt_file=None)
 
+    def hub_models(self) -> dict[str, HubModel]:
+        """Every model a job loads that comes from the hub, by the config key naming it: the rule
+        fetch_model downloads each once and jobs load the folder (a local path is loaded as it is; an
+        endpoint teacher and the judges are served elsewhere)."""
+        named: list[tuple[str, str | None, str | None]] = [
+            (f"bases.{name}", b.model, b.revision)
+            for name, b in sorted(self.bases.items())
+            if b.source == "hub"
+        ]
+        tc = self.targets
+        if tc.teacher == "model" and tc.endpoint is None:
+            named.append(("targets.model", tc.model, tc.revision))
+        named += [
+            (f"reward_models.{name}", r.model, r.revision)
+            for name, r in sorted(self.reward_models.items())
+            if r.source == "hub"
+        ]
+        named += [
+            (f"checkpoints.{base}.{variant}", ck.model, ck.revision)
+            for base, variants in sorted(self.checkpoints.items())
+            for variant, ck in sorted(variants.items())
+            if ck.gguf is None
+        ]
+        return {
+            key: HubModel(repo=model, revision=revision or "main")
+            for key, model, revision in named
+            if model is not None and not is_local_path(model)
+        }
+
     def checkpoint_sources(self) -> dict[str, Source]:
         """The GGUF checkpoints' sources, named checkpoint_<base>_<variant> (download_source fetches them)."""
         return {
@@ -1116,6 +1167,13 @@ class Config(Section):
             raise ValueError(
                 f"sources.require_pinned is true, but the gguf sources of {loose} lack a pinned revision or"
                 " a sha256"
+            )
+        loose = [f"{key}.revision={m.revision!r}" for key, m in self.hub_models().items() if not m.pinned]
+        if self.sources.require_pinned and loose:
+            raise ValueError(
+                f"sources.require_pinned is true, but hub models are not pinned: {', '.join(loose)}; give"
+                " each a commit (40 hex digits: the model page's 'Files and versions' history, or"
+                " `huggingface_hub.model_info(REPO).sha`)"
             )
         for base, variants in self.checkpoints.items():
             for variant, ck in variants.items():

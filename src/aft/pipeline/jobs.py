@@ -4,8 +4,8 @@ Every job's outputs live in a folder named by its key (aft.pipeline.artifacts.ar
 the rule, its wildcards, the config sections it reads (the settings its rule passes as `--config`) and
 the keys of the jobs it reads from. Two experiments that share a job share its folder, so it is made
 once; an experiment that changes a setting writes new folders for the jobs that read it, and every
-other job's folder stays where it was (docs/experiments.md). Downloads are the one exception: one path
-per source file, identified by its pinned revision and sha256.
+other job's folder stays where it was (docs/experiments.md). Downloads are the exception: one path per
+source file, identified by its pinned revision and sha256, and one per hub model at a revision.
 
 The workflow (workflow/rules/common.smk) asks this module for inputs, params and paths; the tests and
 tools ask it the same questions without Snakemake.
@@ -22,12 +22,13 @@ from pydantic import BaseModel
 
 from aft.eval.registry import REGISTRY
 from aft.pipeline.artifacts import artifact_key
-from aft.pipeline.config import Config
+from aft.pipeline.config import Config, HubModel
 from aft.pipeline.io import sha256_file
 
 Job = tuple[str, dict[str, str]]  # (rule, wildcards)
 
 JOB_DIRS = {
+    "fetch_model": "results/fetch_model/{repo}/{revision}",
     "convert_checkpoint": "results/convert_checkpoint/{base}/{variant}/{key}",
     "prepare_data": "results/prepare_data/{key}",
     "prepare_bench": "results/prepare_bench/{bench}/{key}",
@@ -74,6 +75,7 @@ class JobGraph:
         self.sources = cfg.sources.named() | cfg.checkpoint_sources()
         self._specs: dict[str, Callable[..., tuple[str, list[Job], list[str]]]] = {
             "download_source": self._download,
+            "fetch_model": self._fetch,
             "convert_checkpoint": self._convert,
             "prepare_data": self._prepare_data,
             "prepare_bench": self._prepare_bench,
@@ -129,8 +131,30 @@ class JobGraph:
         """The checkpoint evaluated instead of training (config `checkpoints`), or None."""
         return self.cfg.checkpoints.get(base, {}).get(variant)
 
+    def hub_model(self, key: str) -> HubModel | None:
+        """The hub model a config key names (bases.<b>, targets.model, reward_models.<r>,
+        checkpoints.<b>.<v>), or None where it names a local path or nothing from the hub."""
+        return self.cfg.hub_models().get(key)
+
+    def model_parents(self, key: str) -> list[Job]:
+        """The fetch_model job of the hub model a config key names (none for a local path)."""
+        m = self.hub_model(key)
+        return [] if m is None else [("fetch_model", {"repo": m.repo, "revision": m.revision})]
+
+    def model_folder(self, key: str) -> str | None:
+        """The folder fetch_model writes for the hub model a config key names, or None."""
+        m = self.hub_model(key)
+        return None if m is None else f"{self.job_dir('fetch_model', repo=m.repo, revision=m.revision)}/model"
+
+    def fetch_jobs(self) -> list[Job]:
+        """One fetch_model job per distinct hub model and revision of the config."""
+        models = sorted({(m.repo, m.revision) for m in self.cfg.hub_models().values()})
+        return [("fetch_model", {"repo": r, "revision": v}) for r, v in models]
+
     def base_parents(self, base: str) -> list[Job]:
-        return [("build_base", {"base": base})] if self.cfg.bases[base].source == "build" else []
+        if self.cfg.bases[base].source == "build":
+            return [("build_base", {"base": base})]
+        return self.model_parents(f"bases.{base}")
 
     def source_parents(self, name: str) -> list[Job]:
         return [("download_source", {"source": name, "file": f.name}) for f in self.sources[name].files]
@@ -145,6 +169,9 @@ class JobGraph:
     # each spec: wildcards -> (settings, the jobs it reads, identities of the other files it reads)
     def _download(self, source: str, file: str):
         return self.source_identity(source, file), [], []
+
+    def _fetch(self, repo: str, revision: str):
+        return settings_json(model=HubModel(repo=repo, revision=revision)), [], []
 
     def _prepare_data(self):
         paper = self.cfg.data.kind == "paper"
@@ -184,7 +211,7 @@ class JobGraph:
         return self.on_policy_settings(base), [("prepare_data", {}), *parts], []
 
     def _targets_part(self, pset: str, scatteritem: str):
-        parents = [self.proposals_job(pset), ("prepare_data", {})]
+        parents = [self.proposals_job(pset), ("prepare_data", {}), *self.model_parents("targets.model")]
         return (
             settings_json(targets=self.cfg.targets),
             parents,
@@ -269,12 +296,14 @@ class JobGraph:
         elif ck.gguf is not None:  # the converted folder's key names the file it came from
             model = [("convert_checkpoint", {"base": base, "variant": variant})]
         else:
-            model = []
+            model = self.model_parents(f"checkpoints.{base}.{variant}")
             identities.append(settings_json(checkpoint=ck))
         parents = [*model, ("prepare_bench", {"bench": bench})]
         s = self.cfg.strategy(mode)
-        if s is not None and s.kind == "best_of_n" and self.cfg.reward_models[s.reward_model].train:
-            parents.append(("train_reward_model", {"rm": s.reward_model}))
+        if s is not None and s.kind == "best_of_n":
+            if self.cfg.reward_models[s.reward_model].train:
+                parents.append(("train_reward_model", {"rm": s.reward_model}))
+            parents += self.model_parents(f"reward_models.{s.reward_model}")
         return self.strategy_settings(mode, seed), parents, identities
 
     def strategy_settings(self, mode: str, seed: str) -> str:

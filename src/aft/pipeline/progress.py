@@ -5,6 +5,7 @@ one line of carriage returns. Used by the judges' endpoint calls, training and v
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -87,12 +88,13 @@ def quiet_library_bars() -> None:
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # huggingface_hub, and transformers with it
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    # the packages load their submodules lazily: import the one that switches the bars off
     if "huggingface_hub" in sys.modules:
-        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        importlib.import_module("huggingface_hub.utils").disable_progress_bars()
     if "transformers" in sys.modules:
-        sys.modules["transformers"].utils.logging.disable_progress_bar()
+        importlib.import_module("transformers.utils.logging").disable_progress_bar()
     if "datasets" in sys.modules:
-        sys.modules["datasets"].disable_progress_bars()
+        importlib.import_module("datasets.utils.logging").disable_progress_bar()
 
 
 class _Sink:

@@ -29,6 +29,7 @@ from aft.method.prompts import load_template
 from aft.pipeline.artifacts import fingerprint
 from aft.pipeline.config import config_hash, format_error, hide_secrets, section_json
 from aft.pipeline.io import BadRecord, text_file_problem, write_json
+from aft.pipeline.models import hub_offline
 from aft.pipeline.progress import quiet_library_bars
 from aft.pipeline.tracking import end_job_run, log_outcome, provenance, start_job_run
 
@@ -189,10 +190,15 @@ def run_stage(
     models: dict[str, type[BaseModel]],
     body: Callable[[argparse.Namespace, dict[str, BaseModel]], Outcome | None],
     optional: tuple[str, ...] = (),
+    network: bool = False,
 ) -> None:
     """Parse `argv`, validate the --config sections named in `models`, run `body` and finish.
 
-    `body` returns None when this process has nothing to record (the non-zero ranks of a training job)."""
+    `body` returns None when this process has nothing to record (the non-zero ranks of a training job).
+    The Hugging Face hub is off unless the stage fetches (`network`): models are loaded from the folders
+    fetch_model wrote, never downloaded on a compute node."""
+    if not network:
+        hub_offline()
     setup_logging()
     started = time.time()
     p = parser(doc)

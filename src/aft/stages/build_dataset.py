@@ -37,7 +37,7 @@ def run(
     """Build, length-filter and write the training rows; returns the counts."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tokenizer, revision=base.revision)
+    tok = AutoTokenizer.from_pretrained(tokenizer)
     tok.chat_template = load_chat_template(base.chat_template)
     target_of = {t["id"]: t["target"] for t in read_jsonl(targets)}
     examples, counts = build_examples(

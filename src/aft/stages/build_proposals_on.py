@@ -89,7 +89,6 @@ def run(
                     base_model,
                     on.engine,
                     seed=on.seed,
-                    revision=base.revision,
                     per_request_seeds=on.seed_per_query,
                 )
             )

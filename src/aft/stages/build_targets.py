@@ -9,7 +9,7 @@ the shards, makes none); with neither option one job makes everything.
 
 Usage (what the rules run; runnable by hand too):
     python -m aft.stages.build_targets --config CFG --proposals JSONL --queries JSONL --out JSONL \
-        --metrics FILE [--part I-of-N | --parts PART...]
+        --metrics FILE [--teacher-model DIR] [--part I-of-N | --parts PART...]
 """
 
 from __future__ import annotations
@@ -33,10 +33,16 @@ from aft.pipeline.stage import Outcome, add_scatter_arguments, read_text_input, 
 NO_TOKENS = {"requests": 0, "tokens_in": 0, "tokens_in_cached": 0, "tokens_out": 0}
 
 
-def teacher_engine(tc: TargetsConfig) -> Engine:
+def teacher_engine(tc: TargetsConfig, folder: str | None) -> Engine:
+    """The endpoint serving targets.model, or vLLM in this process on the teacher's `folder`."""
     if tc.endpoint is not None:
         return EndpointEngine(EndpointClient(tc.endpoint, tc.model), seed=tc.seed)
-    return VLLMEngine(tc.model, tc.engine, seed=tc.seed, per_request_seeds=True)  # seeded by record
+    if folder is None:
+        raise SystemExit(
+            "an in-process teacher (targets.endpoint is null) needs --teacher-model: its folder (the rule"
+            " fetch_model writes it for a hub id)"
+        )
+    return VLLMEngine(folder, tc.engine, seed=tc.seed, per_request_seeds=True)  # seeded by record
 
 
 def shard_context(tc: TargetsConfig, template: str) -> str:
@@ -61,6 +67,7 @@ def model_targets(
     out: Path,
     part: str | None = None,
     parts: list[Path] | None = None,
+    teacher_model: str | None = None,
 ) -> tuple[list[dict] | None, Counter, shards.ShardSummary]:
     """The teacher's targets in shards: all of them, scatter job `part`'s (None), or the gather of `parts`."""
     template = read_text_input("targets.template_file", tc.template_file)
@@ -70,7 +77,7 @@ def model_targets(
 
     def process(part: list[dict]) -> shards.ShardResult:
         if not engines:
-            engines.append(teacher_engine(tc))
+            engines.append(teacher_engine(tc, teacher_model))
         engine = engines[0]
         before = engine.stats.snapshot()
         limit = tc.engine.max_model_len if in_process else None
@@ -86,6 +93,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proposals", type=Path, required=True)
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="the targets (with --part: the part file)")
+    p.add_argument("--teacher-model", default=None, help="the in-process teacher's model folder")
     add_scatter_arguments(p)
 
 
@@ -96,6 +104,7 @@ def run(
     out: Path,
     part: str | None = None,
     parts: list[Path] | None = None,
+    teacher_model: str | None = None,
 ) -> Outcome:
     """The targets of every proposal record (or scatter job `part`'s shards, or the gather of `parts`)."""
     if tc.teacher != "model" and (part or parts):
@@ -110,7 +119,7 @@ def run(
         targets = best_rated_targets(records)
         metrics |= NO_TOKENS | {"dropped_unrated": len(records) - len(targets)}
     else:
-        targets, counts, summary = model_targets(tc, records, out, part, parts)
+        targets, counts, summary = model_targets(tc, records, out, part, parts, teacher_model)
         if targets is None:
             job, num_jobs = shards.parse_part(part)
             metrics = {"job": job, "num_jobs": num_jobs} | dict(counts) | summary.as_dict()
@@ -125,7 +134,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> None:
     def body(a: argparse.Namespace, cfg: dict) -> Outcome:
-        return run(cfg["targets"], a.proposals, a.queries, a.out, a.part, a.parts)
+        return run(cfg["targets"], a.proposals, a.queries, a.out, a.part, a.parts, a.teacher_model)
 
     run_stage("build_targets", __doc__, argv, arguments, {"targets": TargetsConfig}, body)
 

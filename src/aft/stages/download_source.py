@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics, record = run(cfg["source"], a.source, a.file, a.local, a.mirror, a.out)
         return Outcome(metrics, record=record)
 
-    run_stage("download_source", __doc__, argv, arguments, {"source": Source}, body)
+    run_stage("download_source", __doc__, argv, arguments, {"source": Source}, body, network=True)
 
 
 if __name__ == "__main__":

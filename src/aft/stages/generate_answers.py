@@ -10,7 +10,7 @@ category, and its token budget.
 
 Usage (what the rule runs; runnable by hand too):
     python -m aft.stages.generate_answers --config CFG --mode NAME --model DIR_OR_HUB_ID \
-        [--revision REV] --bench JSONL --bench-name NAME --out JSONL [--reward-model DIR_OR_HUB_ID] \
+        --bench JSONL --bench-name NAME --out JSONL [--reward-model DIR_OR_HUB_ID] \
         --metrics FILE
 """
 
@@ -165,21 +165,17 @@ def usage_metrics(usage: list[Usage]) -> dict[str, float]:
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", required=True, help="the strategy: direct, agg, or a key of `strategies`")
-    p.add_argument("--model", required=True, help="a trained model folder or a hub id")
-    p.add_argument("--revision", default=None, help="pinned hub revision of --model")
+    p.add_argument("--model", required=True, help="the answering model's folder")
     p.add_argument("--bench", type=Path, required=True)
     p.add_argument("--bench-name", required=True, help="exact_match, alpaca_eval2 or mt_bench")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument(
-        "--reward-model", default=None, help="best-of-N: the reward model (folder, or hub id at its revision)"
-    )
+    p.add_argument("--reward-model", default=None, help="best-of-N: the reward model's folder")
 
 
 def run(
     ic: InferenceConfig,
     kind: str,
     model: str,
-    revision: str | None,
     bench: Path,
     bench_name: str,
     out: Path,
@@ -188,7 +184,7 @@ def run(
 ) -> dict:
     """Answer every question of `bench` and write them with their traces and costs; returns the engine's
     cost. `barrier_free`: propose-and-aggregate without a barrier between layers (seeded per question).
-    `reward`: best-of-N's reward model (its section, and the folder or hub id to load)."""
+    `reward`: best-of-N's reward model (its section, and its folder)."""
     started = time.time()
     rows = read_jsonl(bench)
     template = read_text_input("inference.template_file", ic.template_file)  # before the engine starts
@@ -197,7 +193,7 @@ def run(
         if reward is None:
             raise SystemExit("a best_of_n strategy needs --reward-model and the reward_model config section")
         check_single_turn(rows)
-    engine = VLLMEngine(model, ic.engine, seed=ic.seed, revision=revision, per_request_seeds=barrier_free)
+    engine = VLLMEngine(model, ic.engine, seed=ic.seed, per_request_seeds=barrier_free)
     answers, traces, usage = answer_rows(
         rows, ic, bench_name, "sample" if kind == "best_of_n" else kind, engine, template, answers_of,
         barrier_free,
@@ -207,7 +203,7 @@ def run(
     if kind == "best_of_n":
         engine.close()  # the reward model gets the device to itself
         rc, path = reward
-        scorer = RewardScorer(path, rc.dtype, rc.batch_size, rc.max_length, rc.revision)
+        scorer = RewardScorer(path, rc.dtype, rc.batch_size, rc.max_length)
         answers, scores, usage, cut = choose_best(rows, traces, usage, scorer)
         extra = [{"reward_scores": sc} for sc in scores]
         metrics["n_reward_conversations_cut"] = cut
@@ -229,9 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         barrier_free = getattr(strategy, "schedule", "layered") == "barrier_free"
         rc = cfg.get("reward_model")
         reward = (rc, a.reward_model) if rc is not None and a.reward_model else None
-        metrics = run(
-            cfg["inference"], kind, a.model, a.revision, a.bench, a.bench_name, a.out, barrier_free, reward
-        )
+        metrics = run(cfg["inference"], kind, a.model, a.bench, a.bench_name, a.out, barrier_free, reward)
         return Outcome(metrics, [a.out], record={"strategy_kind": kind})
 
     models = {"inference": InferenceConfig, "strategy": StrategySection, "reward_model": RewardModelConfig}

@@ -30,9 +30,7 @@ log = logging.getLogger(__name__)
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", required=True, help="the base's name in the config (bases.<base>)")
-    p.add_argument(
-        "--base-model", required=True, help="the base model (folder or hub id at bases.<base>.revision)"
-    )
+    p.add_argument("--base-model", required=True, help="the base's model folder")
     p.add_argument("--models", nargs="*", default=[], help="VARIANT=FOLDER of each model trained here")
     p.add_argument("--proposals", type=Path, required=True, help="the off-policy proposal set")
     p.add_argument("--targets", type=Path, required=True, help="its aggregation targets")
@@ -80,7 +78,6 @@ def summed_losses(
 
 def measure(
     path: str,
-    revision: str | None,
     family: str,
     records: list[dict],
     targets: dict[str, str],
@@ -91,10 +88,10 @@ def measure(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.chat_template = load_chat_template(family)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     losses: dict[str, dict[str, float]] = {}
     tokens: dict[str, int] = {}
@@ -127,12 +124,12 @@ def run(
     if len(records) < 2:
         raise SystemExit(f"only {len(records)} records with a target and proposals: nothing to compare")
     trained = named_pairs(models, "--models", "FOLDER")
-    named = [("base", base_model, base.revision), *((v, folder, None) for v, folder in trained.items())]
+    named = [("base", base_model), *trained.items()]
     result: dict = {"base": base_name, "records": [r["id"] for r in records], "models": {}}
     metrics: dict[str, float] = {"n_records": len(records)}
-    for i, (name, path, revision) in enumerate(named, 1):
+    for i, (name, path) in enumerate(named, 1):
         started = time.time()
-        losses, tokens = measure(path, revision, base.chat_template, records, target_of, template, tc)
+        losses, tokens = measure(path, base.chat_template, records, target_of, template, tc)
         s = summary(losses, tokens)
         result["models"][name] = s | {"per_record": per_record_means(losses, tokens), "target_tokens": tokens}
         metrics |= {f"{name}_{k}": v for k, v in s.items()}

@@ -136,14 +136,11 @@ def run(
         resume,
     )
 
-    revision = base.revision if base.source == "hub" else None
-    tokenizer = prepare_tokenizer(
-        AutoTokenizer.from_pretrained(base_model, revision=revision), base.chat_template
-    )
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(base_model), base.chat_template)
     # DeepSpeed keeps fp32 master weights, so bf16 storage is safe there; plain DDP/CPU trains in fp32
     # (bf16 then means autocast only).
     dtype = torch.bfloat16 if train.bf16 and train.deepspeed else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base_model, revision=revision, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     readable_training_log(trainer)

@@ -31,9 +31,7 @@ log = logging.getLogger(__name__)
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ultrafeedback", type=Path, required=True, help="prepare_data's ultrafeedback.jsonl")
-    p.add_argument(
-        "--base-model", required=True, help="the base (folder, or hub id at bases.<base>.revision)"
-    )
+    p.add_argument("--base-model", required=True, help="the base's model folder")
     p.add_argument("--out", type=Path, required=True, help="folder for the reward model + tokenizer")
     p.add_argument("--heldout", type=Path, required=True, help="per held-out pair: both scores")
 
@@ -47,14 +45,9 @@ def train(rt: RewardTrainConfig, base: BaseModelConfig, base_model: str, pairs: 
     from trl import RewardConfig, RewardTrainer
 
     os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"  # the run already has the config sections as params
-    revision = base.revision if base.source == "hub" else None
-    tokenizer = prepare_tokenizer(
-        AutoTokenizer.from_pretrained(base_model, revision=revision), base.chat_template
-    )
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(base_model), base.chat_template)
     set_seed(rt.seed)  # the new head's initialisation
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_model, revision=revision, num_labels=1, dtype=torch.float32
-    )
+    model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=1, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     staging = out.with_name(out.name + ".saving")
     args = RewardConfig(
