@@ -455,6 +455,23 @@ def test_moving_sources_to_a_mirror_reruns_nothing_and_a_checksum_change_does(ru
     )
 
 
+def kill_after_shards(cmd: list[str], cwd: Path, env: dict, work: Path, at_least: int) -> int:
+    """Start `cmd` in its own process group, SIGKILL the group once `work` holds `at_least` finished
+    shards, and return how many it holds then."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if work.is_dir() and len(list(work.glob("shard-*.json"))) >= at_least:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(list(work.glob("shard-*.json")))
+
+
 def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     wf, env = run["wf"], run["env"]
     gathered = folder(wf, "build_proposals_on", base="mistral-7b")
@@ -466,19 +483,8 @@ def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     (wf / part).unlink()
     (wf / target).unlink()  # Snakemake remakes a deleted intermediate only for an output it must make
     cmd = ["snakemake", "--cores", "2", "--rerun-incomplete", target, *run["config"]]
-    proc = subprocess.Popen(
-        cmd, cwd=wf, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     work = wf / (part + ".shards")
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if work.is_dir() and len(list(work.glob("shard-*.json"))) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the job finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole job: snakemake, the shell, the stage and its engine
-    proc.wait()
-    finished = len(list(work.glob("shard-*.json")))
+    finished = kill_after_shards(cmd, wf, env, work, 3)  # the whole job: snakemake, the shell, the stage
     assert 3 <= finished < total and not (wf / part).exists() and not (wf / target).exists()
 
     subprocess.run(
@@ -496,3 +502,49 @@ def test_killed_proposal_job_resumes_losing_and_duplicating_nothing(run):
     assert not work.exists()
     log = (wf / f"logs/{sampled.removeprefix('results/')}.log").read_text()
     assert log.count("reused from an earlier run") == finished
+
+
+ANSWER_SHARD, ANSWER_QUESTIONS = 4, 48
+
+
+def answer_command(run: dict, bench: Path, out: Path) -> list[str]:
+    """generate_answers as the rule runs it: the paper's propose-and-aggregate in shards on the tiny model."""
+    paper = yaml.safe_load((run["wf"] / "config/paper.yaml").read_text())
+    ic = paper["inference"] | {
+        "max_tokens": 16,
+        "shard_size": ANSWER_SHARD,
+        "engine": CPU_ENGINE | {"max_model_len": 2048},
+    }
+    return [
+        sys.executable, "-m", "aft.stages.generate_answers", "--config", json.dumps({"inference": ic}),
+        "--mode", "agg", "--model", str(run["model"]), "--bench", str(bench), "--bench-name", "alpaca_eval2",
+        "--out", str(out), "--metrics", str(out.with_name("metrics.json")),
+    ]  # fmt: skip
+
+
+def test_killed_answer_job_loses_at_most_the_shard_in_flight(run, tmp_path):
+    """SIGKILL in the middle of generate_answers (the real vLLM engine): the rerun reuses every finished
+    shard and writes, byte for byte, what an unbroken run wrote."""
+    wf, env = run["wf"], run["env"]
+    questions = rows(wf / folder(wf, "prepare_bench", bench="alpaca_eval2") / "bench.jsonl")[
+        :ANSWER_QUESTIONS
+    ]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    total = ANSWER_QUESTIONS // ANSWER_SHARD
+    unbroken = tmp_path / "unbroken" / "answers.jsonl"
+    unbroken.parent.mkdir()
+    subprocess.run(answer_command(run, bench, unbroken), cwd=wf, env=env, check=True, capture_output=True)
+
+    out = tmp_path / "killed" / "answers.jsonl"
+    out.parent.mkdir()
+    cmd = answer_command(run, bench, out)
+    work = out.with_name("answers.jsonl.shards")
+    finished = kill_after_shards(cmd, wf, env, work, 2)  # the stage and its engine
+    assert 2 <= finished < total and not out.exists()
+
+    subprocess.run(cmd, cwd=wf, env=env, check=True, capture_output=True, timeout=600)
+    assert out.read_bytes() == unbroken.read_bytes()  # nothing lost, nothing duplicated, same samples
+    m = json.loads(out.with_name("metrics.json").read_text())["metrics"]
+    assert (m["shards_reused"], m["shards_run"], m["shards_stale"]) == (finished, total - finished, 0)
+    assert m["n_questions"] == ANSWER_QUESTIONS and not work.exists()

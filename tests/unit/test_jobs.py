@@ -16,9 +16,7 @@ MINI = read_config_file(ROOT / "config/config.yaml")
 
 def graph(overlay: dict | None = None) -> JobGraph:
     cfg = load_config(merge(copy.deepcopy(MINI), overlay or {}))
-    return JobGraph(
-        cfg, {"build_proposals_on": cfg.on_policy.num_jobs, "build_targets": cfg.targets.num_jobs}, ROOT
-    )
+    return JobGraph(cfg, root=ROOT)
 
 
 def keys(g: JobGraph) -> dict[tuple, str]:

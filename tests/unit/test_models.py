@@ -181,7 +181,7 @@ def test_every_hub_model_of_the_paper_config_is_fetched_once_and_loaded_from_its
         "targets.model": ("meta-llama/Llama-3.1-70B-Instruct", "main"),
         "reward_models.skywork-8b": ("Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", "main"),
     }
-    graph = JobGraph(cfg, {"build_proposals_on": 4, "build_targets": 8})
+    graph = JobGraph(cfg)
     assert len(graph.fetch_jobs()) == 4
     assert graph.model_folder("bases.llama31-8b") == "results/fetch_model/meta-llama/Llama-3.1-8B/main/model"
     # the jobs that load a base have its fetch job as a parent (so a new revision reruns them)
@@ -220,7 +220,7 @@ def test_local_models_and_endpoint_teachers_are_not_fetched(tiny):
     raw["targets"]["endpoint"] = load_yaml("config/paper.yaml")["judge"]["endpoint"]
     cfg = load_config(raw)
     assert sorted(cfg.hub_models()) == ["bases.llama31-8b", "reward_models.skywork-8b"]
-    graph = JobGraph(cfg, {"build_proposals_on": 4, "build_targets": 8})
+    graph = JobGraph(cfg)
     assert graph.model_folder("bases.mistral-7b") is None
     assert graph.base_parents("mistral-7b") == []
 

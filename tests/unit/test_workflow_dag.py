@@ -318,6 +318,25 @@ def test_paper_targets_scatter_over_num_jobs_and_gather_in_one_job(tmp_path):
     assert "build_targets_part" not in jobs and jobs["build_targets"] == 3
 
 
+def test_answers_spread_over_num_jobs_gpu_parts_and_gather_on_cpu(tmp_path):
+    wf = copy_workflow(tmp_path)
+    (wf / "parts.yaml").write_text("inference:\n  num_jobs: 3\n")
+    w = {"base": "llama31-8b", "variant": "aft_on", "mode": "bon-4", "bench": "gsm8k"}
+    target = job_dir("generate_answers", "config/paper.yaml", "parts.yaml", root=wf, **w) + "/answers.jsonl"
+    out = dry_run_text(wf, target, "--configfile", "config/paper.yaml", "parts.yaml")
+    scatter = job_blocks(out, "generate_answers_part")
+    assert sorted(b.split("--part ")[1].split()[0] for b in scatter) == ["1-of-3", "2-of-3", "3-of-3"]
+    for block in scatter:  # each loads the model and the reward model on its GPU
+        assert block_resources(block)["gpu"] == "1" and "--reward-model results/fetch_model/" in block
+    (gather,) = job_blocks(out, "generate_answers")
+    parts = [b.split("--out ")[1].split()[0] for b in scatter]
+    assert "--parts " + " ".join(sorted(parts)) in gather and "gpu" not in block_resources(gather)
+    # one job otherwise (the paper config), on a GPU
+    one = job_dir("generate_answers", "config/paper.yaml", root=wf, **w) + "/answers.jsonl"
+    (block,) = job_blocks(dry_run_text(wf, one, "--configfile", "config/paper.yaml"), "generate_answers")
+    assert "--parts" not in block and block_resources(block)["gpu"] == "1"
+
+
 def test_a_site_profile_overrides_what_the_config_sizes(tmp_path):
     """CPUs, memory and runtime come from config resources.rules (validated with the run's config); a
     site's profile or command line (`set-resources`) still wins, as Snakemake documents."""

@@ -74,6 +74,7 @@ TEACHER_IN_PROCESS = CFG.targets.teacher == "model" and CFG.targets.endpoint is 
 scattergather:
     build_proposals_on=CFG.on_policy.num_jobs,
     build_targets=CFG.targets.num_jobs,
+    generate_answers=CFG.inference.num_jobs,
 
 
 def target_parts(wildcards):
@@ -81,6 +82,15 @@ def target_parts(wildcards):
     return [
         f"{job_dir('build_targets_part', pset=wildcards.pset, scatteritem=item)}/part.json"
         for item in GRAPH.target_part_items()
+    ]
+
+
+def answer_parts(wildcards):
+    """The part files a generate_answers job gathers (inference.num_jobs > 1), none otherwise."""
+    w = judged_job(wildcards)
+    return [
+        f"{job_dir('generate_answers_part', **w, scatteritem=item)}/part.json"
+        for item in GRAPH.answer_part_items()
     ]
 
 
@@ -301,7 +311,7 @@ GRAPH = JobGraph(
     CFG,
     {
         name: len(getattr(gather, name)("{scatteritem}"))
-        for name in ("build_proposals_on", "build_targets")
+        for name in ("build_proposals_on", "build_targets", "generate_answers")
     },
 )
 

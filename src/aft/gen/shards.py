@@ -31,6 +31,15 @@ from aft.pipeline.io import atomic_write_text
 log = logging.getLogger("aft")
 
 ShardResult = tuple[list[dict], Counter]
+# the engine settings that decide what is generated, for a shard's context: throughput knobs
+# (gpu_memory_utilization, max_num_seqs, ...) are left out, so lowering them after an out-of-memory keeps
+# the finished shards
+ENGINE_CONTENT_KEYS = ("dtype", "max_model_len")
+
+
+def engine_content(engine: object) -> dict:
+    """The content-deciding settings of an engine section (ENGINE_CONTENT_KEYS)."""
+    return {k: getattr(engine, k) for k in ENGINE_CONTENT_KEYS}
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,16 @@ class Meter:
         self.engine = engine
         self.usage = [Usage()] * count
 
-    def chat(self, conversations: list[list[Message]], sampling: Sampling) -> list[list[str]]:
-        out = self.engine.chat(conversations, sampling)
+    def chat(
+        self, conversations: list[list[Message]], sampling: Sampling, seed: int | None = None
+    ) -> list[list[str]]:
+        """One engine call; with `seed`, each conversation's request seeded from it and its content."""
+        if seed is None:
+            out = self.engine.chat(conversations, sampling)
+        else:
+            out = self.engine.chat(
+                conversations, sampling, [layer_seeds(seed, c, 1)[0] for c in conversations]
+            )
         self.usage = [u + v for u, v in zip(self.usage, self.engine.last_usage, strict=True)]
         return out
 
@@ -156,11 +164,12 @@ def propose_and_aggregate(
 
 
 def direct(
-    engine: MeteredEngine, conversations: list[list[Message]], s: AggSettings
+    engine: MeteredEngine, conversations: list[list[Message]], s: AggSettings, seed: int | None = None
 ) -> tuple[list[str], list[Usage]]:
-    """One answer per conversation: the proposal-layer prompt with the final-layer sampling."""
+    """One answer per conversation: the proposal-layer prompt with the final-layer sampling (`seed`: each
+    conversation seeded from it and its content; None: the engine's stream)."""
     meter = Meter(engine, len(conversations))
-    outs = meter.chat([proposal_messages(c) for c in conversations], s.final)
+    outs = meter.chat([proposal_messages(c) for c in conversations], s.final, seed)
     return [o[0] for o in outs], meter.usage
 
 
@@ -179,20 +188,24 @@ def vote(samples: list[str], answers: list[str | None]) -> tuple[str, dict[str, 
 
 
 def sample(
-    engine: MeteredEngine, conversations: list[list[Message]], s: AggSettings
+    engine: MeteredEngine, conversations: list[list[Message]], s: AggSettings, seed: int | None = None
 ) -> tuple[list[list[str]], list[Usage]]:
     """n samples of the direct prompt per conversation at the layer sampling (s.n, temperature, top_p):
-    what majority vote and best-of-N choose from."""
+    what majority vote and best-of-N choose from (`seed` as in `direct`)."""
     meter = Meter(engine, len(conversations))
-    return meter.chat([proposal_messages(c) for c in conversations], s.layer), meter.usage
+    return meter.chat([proposal_messages(c) for c in conversations], s.layer, seed), meter.usage
 
 
 def majority_vote(
-    engine: MeteredEngine, conversations: list[list[Message]], s: AggSettings, answers_of: VoteFn
+    engine: MeteredEngine,
+    conversations: list[list[Message]],
+    s: AggSettings,
+    answers_of: VoteFn,
+    seed: int | None = None,
 ) -> tuple[list[str], list[list[str]], list[Usage]]:
     """Self-consistency: the majority answer's first sample as the reply; returns the replies, the
-    samples and the costs."""
-    samples, usage = sample(engine, conversations, s)
+    samples and the costs (`seed` as in `direct`)."""
+    samples, usage = sample(engine, conversations, s, seed)
     replies = [vote(x, answers_of(x))[0] for x in samples]
     return replies, samples, usage
 
@@ -252,25 +265,27 @@ def answerer(
     s: AggSettings,
     template: str,
     answers_of: VoteFn | None = None,
-    barrier_free_seed: int | None = None,
+    seed: int | None = None,
+    barrier_free: bool = False,
 ) -> AnswerFn:
     """The answer function of a strategy kind. Traces: every layer's outputs (propose_aggregate), the
     samples that voted (majority_vote, as one layer), None (direct). `sample`: the n samples as the
     trace and the first as the reply (best-of-N picks among them once a reward model has scored them).
-    `barrier_free_seed`: run propose-and-aggregate barrier-free, each question's layers seeded from it."""
+    `seed`: every request seeded from it and its question's content, so a question draws the same samples
+    in any batch, shard or schedule (None: the engine's own stream); `barrier_free`: propose-and-aggregate
+    without a barrier between layers (needs `seed`)."""
     if kind == "direct":
 
         def one(convs: list[list[Message]]) -> tuple[list[str], list, list[Usage]]:
-            replies, usage = direct(engine, convs, s)
+            replies, usage = direct(engine, convs, s, seed)
             return replies, [None] * len(convs), usage
 
         return one
     if kind == "propose_aggregate":
 
         def agg(convs: list[list[Message]]) -> tuple[list[str], list, list[Usage]]:
-            seeded = barrier_free_seed is not None
             finals, layers, usage = propose_and_aggregate(
-                engine, convs, s, template, seed=barrier_free_seed, barrier_free=seeded
+                engine, convs, s, template, seed=seed, barrier_free=barrier_free
             )
             return finals, [[layer[j] for layer in layers] for j in range(len(convs))], usage
 
@@ -280,14 +295,14 @@ def answerer(
             raise ValueError("majority_vote needs the benchmark's answer extraction (answers_of)")
 
         def voted(convs: list[list[Message]]) -> tuple[list[str], list, list[Usage]]:
-            replies, samples, usage = majority_vote(engine, convs, s, answers_of)
+            replies, samples, usage = majority_vote(engine, convs, s, answers_of, seed)
             return replies, [[x] for x in samples], usage
 
         return voted
     if kind == "sample":
 
         def sampled(convs: list[list[Message]]) -> tuple[list[str], list, list[Usage]]:
-            samples, usage = sample(engine, convs, s)
+            samples, usage = sample(engine, convs, s, seed)
             return [x[0] for x in samples], [[x] for x in samples], usage
 
         return sampled

@@ -560,6 +560,29 @@ class InferenceConfig(Section):
         description="answer settings for MT-Bench (FastChat gen_model_answer); other benchmarks use the"
         " keys above"
     )
+    shard_size: int | None = Field(
+        None,
+        ge=1,
+        description="questions per shard: answers are written shard by shard, a rerun after a killed job"
+        " keeps the finished shards, and every request is seeded from (seed, its question's content) so"
+        " a resumed run writes what an unbroken one would; null = one pass over all questions, sampling"
+        " from the engine's seed stream (the official code's way)",
+    )
+    num_jobs: int = Field(
+        1,
+        ge=1,
+        description="GPU jobs each answer set's shards are spread over (shard i answered by part"
+        " i % num_jobs, rule generate_answers_part), then one CPU job gathers them; needs shard_size;"
+        " --set-scatter generate_answers=N overrides it. The answers do not depend on it",
+    )
+
+    @model_validator(mode="after")
+    def _parts_need_shards(self) -> InferenceConfig:
+        if self.num_jobs > 1 and self.shard_size is None:
+            raise ValueError(
+                f"num_jobs={self.num_jobs}: the parts are made of shards; give shard_size (questions a shard)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _greedy_needs_one_sample(self) -> InferenceConfig:
@@ -892,6 +915,7 @@ JobRule = Literal[
     "build_targets_part",
     "build_dataset",
     "train_model",
+    "generate_answers_part",
     "generate_answers",
     "judge_answers",
     "measure_target_loss",

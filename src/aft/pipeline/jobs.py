@@ -42,6 +42,9 @@ JOB_DIRS = {
     "train_model": "results/train_model/{base}/{variant}/seed{seed}/{key}",
     "measure_target_loss": "results/measure_target_loss/{base}/{key}",
     "train_reward_model": "results/train_reward_model/{rm}/{key}",
+    "generate_answers_part": (
+        "results/generate_answers_part/{base}/{variant}/seed{seed}/{mode}/{bench}/{scatteritem}/{key}"
+    ),
     "generate_answers": "results/generate_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}",
     "judge_answers": "results/judge_answers/{base}/{variant}/seed{seed}/{mode}/{bench}/{key}",
 }
@@ -63,14 +66,23 @@ def pset_of(variant: str, base: str) -> str:
     return f"on_{base}" if variant == "aft_on" else "off"
 
 
+def scatter_counts(cfg: Config) -> dict[str, int]:
+    """The number of parts of each sharded stage as the config sets them (Snakemake's scattergather)."""
+    return {
+        "build_proposals_on": cfg.on_policy.num_jobs,
+        "build_targets": cfg.targets.num_jobs,
+        "generate_answers": cfg.inference.num_jobs,
+    }
+
+
 class JobGraph:
     """The jobs of one config. `scatter`: the number of parts of each sharded stage (Snakemake's
-    scattergather counts, which --set-scatter may override); `root`: the working directory the config's
-    file paths are relative to."""
+    scattergather counts, which --set-scatter may override; the config's where not given); `root`: the
+    working directory the config's file paths are relative to."""
 
-    def __init__(self, cfg: Config, scatter: dict[str, int], root: Path = Path(".")):
+    def __init__(self, cfg: Config, scatter: dict[str, int] | None = None, root: Path = Path(".")):
         self.cfg = cfg
-        self.scatter = scatter
+        self.scatter = scatter_counts(cfg) | (scatter or {})
         self.root = root
         self.sources = cfg.sources.named() | cfg.checkpoint_sources()
         self._specs: dict[str, Callable[..., tuple[str, list[Job], list[str]]]] = {
@@ -89,6 +101,7 @@ class JobGraph:
             "train_model": self._train,
             "measure_target_loss": self._target_loss,
             "train_reward_model": self._reward_model,
+            "generate_answers_part": self._answers_part,
             "generate_answers": self._answers,
             "judge_answers": self._judge,
         }
@@ -109,6 +122,13 @@ class JobGraph:
             return self.source_identity(parts[2], parts[3])
         file = self.root / path
         return f"sha256:{sha256_file(file)}" if file.is_file() else path
+
+    def targets_settings(self) -> str:
+        """The targets section a target job reads, without the teacher's revision: that keys the teacher's
+        fetch_model job, a parent of the jobs that load it, so it reruns them; left out here, it leaves the
+        keys of the configs whose teacher is no hub model (oracle, best_rated, an endpoint) as they were."""
+        targets = self.cfg.targets.model_dump(mode="json", exclude={"revision"})
+        return json.dumps({"targets": targets}, sort_keys=True, separators=(",", ":"))
 
     def scatter_items(self, rule: str) -> list[str]:
         n = self.scatter[rule]
@@ -213,7 +233,7 @@ class JobGraph:
     def _targets_part(self, pset: str, scatteritem: str):
         parents = [self.proposals_job(pset), ("prepare_data", {}), *self.model_parents("targets.model")]
         return (
-            settings_json(targets=self.cfg.targets),
+            self.targets_settings(),
             parents,
             [self.text_identity(self.cfg.targets.template_file)],
         )
@@ -222,7 +242,7 @@ class JobGraph:
         parts = [("build_targets_part", {"pset": pset, "scatteritem": i}) for i in self.target_part_items()]
         parents = [self.proposals_job(pset), ("prepare_data", {}), *parts]
         return (
-            settings_json(targets=self.cfg.targets),
+            self.targets_settings(),
             parents,
             [self.text_identity(self.cfg.targets.template_file)],
         )
@@ -288,7 +308,21 @@ class JobGraph:
         parents = [("prepare_data", {}), *self.base_parents(train.base)]
         return settings_json(reward_train=train, base=self.cfg.bases[train.base]), parents, []
 
+    def answer_part_items(self) -> list[str]:
+        """generate_answers' parts: with inference.num_jobs > 1 only (one job answers everything else)."""
+        return self.scatter_items("generate_answers") if self.cfg.inference.num_jobs > 1 else []
+
+    def _answers_part(self, base: str, variant: str, seed: str, mode: str, bench: str, scatteritem: str):
+        return self._answer_inputs(base, variant, seed, mode, bench)
+
     def _answers(self, base: str, variant: str, seed: str, mode: str, bench: str):
+        settings, parents, identities = self._answer_inputs(base, variant, seed, mode, bench)
+        w = {"base": base, "variant": variant, "seed": seed, "mode": mode, "bench": bench}
+        parts = [("generate_answers_part", w | {"scatteritem": i}) for i in self.answer_part_items()]
+        return settings, [*parents, *parts], identities
+
+    def _answer_inputs(self, base: str, variant: str, seed: str, mode: str, bench: str):
+        """What an answer job (one job, or each of its parts) reads: settings, parents, identities."""
         ck = self.checkpoint(base, variant)
         identities = [self.text_identity(self.cfg.inference.template_file)]
         if ck is None:

@@ -28,9 +28,6 @@ from aft.pipeline.config import BaseModelConfig, OnPolicyConfig, ProposalsConfig
 from aft.pipeline.io import read_jsonl, write_jsonl
 from aft.pipeline.stage import Outcome, add_scatter_arguments, read_text_input, run_stage
 
-# content-deciding settings only: a lower gpu_memory_utilization after an OOM keeps the finished shards
-ENGINE_CONTENT_KEYS = ("dtype", "max_model_len")
-
 
 def proposal_accuracy(records: list[dict], queries: list[dict]) -> float | None:
     """Share of right proposals, where answers are known (the miniature): shows ICL gives a mix."""
@@ -45,7 +42,7 @@ def shard_context(
     """Everything besides its queries that decides a shard's content (see aft.gen.shards)."""
     # shard_size and num_jobs decide where a shard is made, not what it holds
     sampling = on.model_dump(mode="json", exclude={"engine", "shard_size", "num_jobs", "icl_prompt_file"})
-    engine = {k: getattr(on.engine, k) for k in ENGINE_CONTENT_KEYS}
+    engine = shards.engine_content(on.engine)
     return json.dumps(
         {
             "on_policy": sampling,

@@ -8,9 +8,15 @@ answer, and with propose-and-aggregate every turn is proposed and aggregated ove
 far. MT-Bench answers follow FastChat's settings (`inference.mt_bench`): the answer's temperature by
 category, and its token budget.
 
+With `inference.shard_size`, the questions are answered shard by shard (aft.gen.shards: each finished shard
+written atomically to `<out>.shards/`), so a rerun after a killed job answers only the shards it lacks, and
+every request is seeded from (inference.seed, its question's content), so a resumed run writes what an
+unbroken one would. Without it, one pass over all questions samples from the engine's seed stream, as the
+official code does.
+
 Usage (what the rule runs; runnable by hand too):
-    python -m aft.stages.generate_answers --config CFG --mode NAME --model DIR_OR_HUB_ID \
-        --bench JSONL --bench-name NAME --out JSONL [--reward-model DIR_OR_HUB_ID] \
+    python -m aft.stages.generate_answers --config CFG --mode NAME --model DIR \
+        --bench JSONL --bench-name NAME --out JSONL [--reward-model DIR] \
         --metrics FILE
 """
 
@@ -18,18 +24,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib
+import json
 import time
+from collections import Counter
 from pathlib import Path
 
 from aft.eval.registry import REGISTRY
+from aft.gen import shards
 from aft.gen.engine import VLLMEngine
 from aft.gen.reward import RewardScorer
 from aft.method.aggregate import AggSettings, VoteFn, answer_dialogues, answerer, best_of
-from aft.method.interface import MeteredEngine, Usage
+from aft.method.interface import EngineStats, MeteredEngine, Usage
 from aft.pipeline.config import BUILTIN_MODES, InferenceConfig, RewardModelConfig, Strategy, StrategySection
 from aft.pipeline.io import read_jsonl, write_jsonl
-from aft.pipeline.stage import Outcome, read_text_input, run_stage
+from aft.pipeline.stage import Outcome, add_scatter_arguments, read_text_input, run_stage
 
 
 def settings(ic: InferenceConfig) -> AggSettings:
@@ -99,17 +109,20 @@ def answer_rows(
     template: str,
     answers_of: VoteFn | None = None,
     barrier_free: bool = False,
+    seeded: bool = False,
 ) -> tuple[list[list[str]], list, list[Usage]]:
     """Every row's answers (one per turn), traces and cost, each settings group in one batched pass.
-    `barrier_free`: propose-and-aggregate with each question's layers seeded from inference.seed and
-    advanced on their own (the engine's run_programs)."""
+    `seeded`: every request seeded from inference.seed and its question's content (a question's samples
+    then do not depend on its batch); `barrier_free`: propose-and-aggregate seeded so, each question's
+    layers advanced on their own (the engine's run_programs)."""
+    seed = ic.seed if seeded or barrier_free else None
     answers: list = [None] * len(rows)
     traces: list = [None] * len(rows)
     usage: list = [None] * len(rows)
     for s, idx in group_by_settings(rows, ic, bench):
         group = answer_dialogues(
             [rows[i]["turns"] for i in idx],
-            answerer(kind, engine, s, template, answers_of, ic.seed if barrier_free else None),
+            answerer(kind, engine, s, template, answers_of, seed, barrier_free),
         )
         for i, a, t, u in zip(idx, *group, strict=True):
             answers[i], traces[i], usage[i] = a, t, u
@@ -170,6 +183,42 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench-name", required=True, help="exact_match, alpaca_eval2 or mt_bench")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--reward-model", default=None, help="best-of-N: the reward model's folder")
+    add_scatter_arguments(p)
+
+
+def shard_context(ic: InferenceConfig, kind: str, model: str, bench: str, template: str) -> str:
+    """Everything besides its questions that decides a shard's answers (see aft.gen.shards)."""
+    return json.dumps(
+        {
+            "inference": ic.model_dump(mode="json", exclude={"shard_size", "engine"}),
+            "engine": shards.engine_content(ic.engine),
+            "kind": kind,
+            "model": model,
+            "bench": bench,
+            "template_sha256": hashlib.sha256(template.encode()).hexdigest(),
+        },
+        sort_keys=True,
+    )
+
+
+def answer_records(
+    rows: list[dict], answers: list, traces: list, usage: list[Usage], extra: list[dict] | None = None
+) -> list[dict]:
+    """The answer file's rows: each question with its answers (one per turn), trace and cost."""
+    extra = extra or [{} for _ in rows]
+    return [
+        {"id": r["id"], "turns": r["turns"], "outputs": a, "trace": t, "usage": u.as_dict()} | x
+        for r, a, t, u, x in zip(rows, answers, traces, usage, extra, strict=True)
+    ]
+
+
+def scored_records(records: list[dict], scorer: RewardScorer) -> tuple[list[dict], int]:
+    """Best-of-N's answer rows from its sample rows (choose_best): the chosen answer, the scores, the
+    reward model's tokens in the cost; and how many scored conversations were cut."""
+    usage = [Usage(**r["usage"]) for r in records]
+    answers, scores, usage, cut = choose_best(records, [r["trace"] for r in records], usage, scorer)
+    extra = [{"reward_scores": sc} for sc in scores]
+    return answer_records(records, answers, [r["trace"] for r in records], usage, extra), cut
 
 
 def run(
@@ -181,10 +230,14 @@ def run(
     out: Path,
     barrier_free: bool = False,
     reward: tuple[RewardModelConfig, str] | None = None,
-) -> dict:
-    """Answer every question of `bench` and write them with their traces and costs; returns the engine's
+    part: str | None = None,
+    parts: list[Path] | None = None,
+) -> Outcome:
+    """Answer every question of `bench` and write them with their traces and costs; metrics: the engine's
     cost. `barrier_free`: propose-and-aggregate without a barrier between layers (seeded per question).
-    `reward`: best-of-N's reward model (its section, and its folder)."""
+    `reward`: best-of-N's reward model (its section, and its folder). With inference.shard_size, shard by
+    shard (resumable; seeded per question), and as scatter job `part` (its shards, answered and scored,
+    to the part file `out`) or the gather of `parts` (assembled, nothing answered)."""
     started = time.time()
     rows = read_jsonl(bench)
     template = read_text_input("inference.template_file", ic.template_file)  # before the engine starts
@@ -193,29 +246,63 @@ def run(
         if reward is None:
             raise SystemExit("a best_of_n strategy needs --reward-model and the reward_model config section")
         check_single_turn(rows)
-    engine = VLLMEngine(model, ic.engine, seed=ic.seed, per_request_seeds=barrier_free)
-    answers, traces, usage = answer_rows(
-        rows, ic, bench_name, "sample" if kind == "best_of_n" else kind, engine, template, answers_of,
-        barrier_free,
-    )  # fmt: skip
-    extra: list[dict] = [{} for _ in rows]
+    sharded = ic.shard_size is not None
+    if (part or parts) and not sharded:
+        raise SystemExit("--part/--parts: answers are split into parts by shards; set inference.shard_size")
+    answer_kind = "sample" if kind == "best_of_n" else kind
+    context = shard_context(ic, answer_kind, model, bench_name, template)
     metrics: dict = {}
+    if parts:  # the part jobs answered (and scored) every shard: assemble, answer nothing
+        records, _, summary = shards.gather(rows, ic.shard_size, context, parts)
+        write_jsonl(out, records)
+        usage = [Usage(**r["usage"]) for r in records]
+        metrics = {"n_questions": len(rows)} | summary.as_dict() | usage_metrics(usage)
+        return Outcome(metrics, [out], record={"strategy_kind": kind})
+    engines: list[VLLMEngine] = []  # started on the first shard that needs it: a finished run needs none
+
+    def engine() -> VLLMEngine:
+        if not engines:
+            seeds = barrier_free or sharded
+            engines.append(VLLMEngine(model, ic.engine, seed=ic.seed, per_request_seeds=seeds))
+        return engines[0]
+
+    def answer(questions: list[dict]) -> shards.ShardResult:
+        a, t, u = answer_rows(
+            questions, ic, bench_name, answer_kind, engine(), template, answers_of, barrier_free, sharded
+        )
+        return answer_records(questions, a, t, u), Counter()
+
+    finished: list[dict] = []
+    if sharded:
+        job, num_jobs = shards.parse_part(part) if part else (0, 1)
+        finished, summary = shards.run_sharded(
+            rows, ic.shard_size, shards.work_dir(out), context, answer, job, num_jobs
+        )
+        records, _ = shards.assemble(finished)
+        metrics |= summary.as_dict()
+    else:
+        records, _ = answer(rows)
+    stats = engines[0].stats if engines else EngineStats()
     if kind == "best_of_n":
-        engine.close()  # the reward model gets the device to itself
+        if engines:
+            engines[0].close()  # the reward model gets the device to itself
         rc, path = reward
         scorer = RewardScorer(path, rc.dtype, rc.batch_size, rc.max_length)
-        answers, scores, usage, cut = choose_best(rows, traces, usage, scorer)
-        extra = [{"reward_scores": sc} for sc in scores]
-        metrics["n_reward_conversations_cut"] = cut
-    out_rows = [
-        {"id": r["id"], "turns": r["turns"], "outputs": a, "trace": t, "usage": u.as_dict()} | x
-        for r, a, t, u, x in zip(rows, answers, traces, usage, extra, strict=True)
-    ]
-    write_jsonl(out, out_rows)
-    metrics |= {"n_questions": len(rows)} | engine.stats.as_dict("engine_") | usage_metrics(usage)
-    wall = time.time() - started
-    metrics["generated_tokens_per_s"] = engine.stats.generated_tokens / max(wall, 1e-9)
-    return metrics
+        records, metrics["n_reward_conversations_cut"] = scored_records(records, scorer)
+        # the shards keep their samples (a rerun scores again); the part file gets the scored rows
+        scored = iter(records)
+        finished = [d | {"records": [next(scored) for _ in d["records"]]} for d in finished]
+    usage = [Usage(**r["usage"]) for r in records]
+    metrics |= {"n_questions": len(records)} | stats.as_dict("engine_") | usage_metrics(usage)
+    metrics["generated_tokens_per_s"] = stats.generated_tokens / max(time.time() - started, 1e-9)
+    cleanup = [shards.work_dir(out)] if sharded else []
+    if part:
+        shards.write_part(out, part, finished, summary)
+        job, num_jobs = shards.parse_part(part)
+        metrics = {"job": job, "num_jobs": num_jobs} | metrics
+        return Outcome(metrics, [out], stage="generate_answers_part", cleanup=cleanup)
+    write_jsonl(out, records)
+    return Outcome(metrics, [out], record={"strategy_kind": kind}, cleanup=cleanup)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,8 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         barrier_free = getattr(strategy, "schedule", "layered") == "barrier_free"
         rc = cfg.get("reward_model")
         reward = (rc, a.reward_model) if rc is not None and a.reward_model else None
-        metrics = run(cfg["inference"], kind, a.model, a.bench, a.bench_name, a.out, barrier_free, reward)
-        return Outcome(metrics, [a.out], record={"strategy_kind": kind})
+        ic = cfg["inference"]
+        return run(ic, kind, a.model, a.bench, a.bench_name, a.out, barrier_free, reward, a.part, a.parts)
 
     models = {"inference": InferenceConfig, "strategy": StrategySection, "reward_model": RewardModelConfig}
     optional = ("strategy", "reward_model")

@@ -24,8 +24,7 @@ from aft.pipeline.jobs import JOB_DIRS, JobGraph
 def graph_of(files: list[str], root: Path = Path(".")) -> JobGraph:
     """The jobs of the config stacked from `files` (relative to `root`, the working directory)."""
     cfg = load_config(read_config_files([root / f for f in files]))
-    scatter = {"build_proposals_on": cfg.on_policy.num_jobs, "build_targets": cfg.targets.num_jobs}
-    return JobGraph(cfg, scatter, root)
+    return JobGraph(cfg, root=root)
 
 
 def job_dirs(graph: JobGraph, rule: str, where: dict[str, str]) -> list[str]:
