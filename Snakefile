@@ -22,9 +22,10 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-# `snakemake --lint` asks each rule for a conda environment or container. Not yet: every rule runs in
-# the one Python environment of requirements/cpu.txt (or the cluster recipe in docs/cluster.md), and
-# envs/*.yaml are not wired to rules. tests/unit/test_workflow_style.py allows that lint and no other.
+# `snakemake --lint` asks each rule for a conda environment or container. Every rule runs in the one
+# Python environment installed from a lock (requirements/cpu.lock; on a cluster requirements/cuda.lock,
+# docs/cluster.md): its libraries are verified together. tests/unit/test_workflow_style.py allows that
+# lint and no other.
 report: "workflow/report/workflow.rst"
 
 

@@ -1,6 +1,6 @@
 """Workflow hygiene: snakefmt and ruff clean, and `snakemake --lint` raises only the lints each
-justified in a comment (Snakefile: per-rule conda envs; tracking.smk: the optional MLflow variables),
-and one definition of each workflow handler."""
+justified in a comment (Snakefile: per-rule conda envs, one locked environment instead; tracking.smk:
+the optional MLflow variables), and one definition of each workflow handler."""
 
 from __future__ import annotations
 
