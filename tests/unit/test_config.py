@@ -77,6 +77,13 @@ BAD = [
         "'sft', 'aft_off' or 'aft_on'",
     ),
     ("bf16-on-cpu", {"train": {"bf16": True}}, "train", "bf16=true needs num_gpus >= 1"),
+    (
+        "flash-attention-on-cpu",
+        {"train": {"attn_implementation": "flash_attention_2"}},
+        "train",
+        "attn_implementation=flash_attention_2 needs GPUs and bf16=true",
+    ),
+    ("unknown-attention", {"train": {"attn_implementation": "flash"}}, "train.attn_implementation", "sdpa"),
     ("base-name-underscore", {"bases": {"my_base": None}}, "bases", "pattern"),
     ("paper-bases-unknown", {"report": {"paper_bases": {"nope": None}}}, "<config>", "not in bases"),
     # settings that each pass alone but not together, or values that are typos: refused before any job

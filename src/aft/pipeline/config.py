@@ -487,6 +487,12 @@ class TrainConfig(Section):
     bf16: bool
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config file (None = plain DDP/CPU)")
     gradient_checkpointing: bool
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa",
+        description="attention kernel while training (transformers' attn_implementation): sdpa (PyTorch's"
+        " scaled_dot_product_attention), eager, or flash_attention_2 (a GPU and the flash-attn wheel built"
+        " for the stack's torch and CUDA, which the locks do not hold; docs/cluster.md)",
+    )
     sampling_strategy: Literal["random", "group_by_length", "batch_rebalance"] = Field(
         description="the Trainer's train_sampling_strategy: random batches; batches of similar length"
         " (less padding, but batches are no longer random draws); or batch_rebalance: random global"
@@ -513,6 +519,11 @@ class TrainConfig(Section):
             )
         if self.bf16 and self.num_gpus == 0:
             raise ValueError("bf16=true needs num_gpus >= 1 (CPU training runs in float32)")
+        if self.attn_implementation == "flash_attention_2" and not (self.bf16 and self.num_gpus):
+            raise ValueError(
+                "attn_implementation=flash_attention_2 needs GPUs and bf16=true (its kernels are CUDA-only"
+                " and take half precision); give sdpa or eager"
+            )
         if self.num_nodes > 1 and (self.num_gpus == 0 or self.num_gpus % self.num_nodes):
             raise ValueError(
                 f"num_nodes={self.num_nodes} needs num_gpus to be a positive multiple of it (the same"

@@ -140,7 +140,9 @@ def run(
     # DeepSpeed keeps fp32 master weights, so bf16 storage is safe there; plain DDP/CPU trains in fp32
     # (bf16 then means autocast only).
     dtype = torch.bfloat16 if train.bf16 and train.deepspeed else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model, dtype=dtype, attn_implementation=train.attn_implementation
+    )
 
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     readable_training_log(trainer)
