@@ -239,12 +239,11 @@ def answer_reward_model(w):
 def answer_reward_input(w):
     """The reward model's folder (trained or fetched here; a local path is none), as a DAG input."""
     rm = answer_reward_model(w)
-    local = (
-        rm
-        and CFG.reward_models[rm[0]].source == "hub"
-        and rm[1] == CFG.reward_models[rm[0]].model
+    made_here = rm and (
+        CFG.reward_models[rm[0]].source == "train"
+        or GRAPH.hub_model(f"reward_models.{rm[0]}") is not None
     )
-    return [rm[1]] if rm and not local else []
+    return [rm[1]] if made_here else []
 
 
 def answer_reward_arg(w):
