@@ -85,6 +85,7 @@ class JobGraph:
         self.scatter = scatter_counts(cfg) | (scatter or {})
         self.root = root
         self.sources = cfg.sources.named() | cfg.checkpoint_sources()
+        self.hub_models = cfg.hub_models()  # once: the rules' input functions ask for each job
         self._specs: dict[str, Callable[..., tuple[str, list[Job], list[str]]]] = {
             "download_source": self._download,
             "fetch_model": self._fetch,
@@ -154,7 +155,7 @@ class JobGraph:
     def hub_model(self, key: str) -> HubModel | None:
         """The hub model a config key names (bases.<b>, targets.model, reward_models.<r>,
         checkpoints.<b>.<v>), or None where it names a local path or nothing from the hub."""
-        return self.cfg.hub_models().get(key)
+        return self.hub_models.get(key)
 
     def model_parents(self, key: str) -> list[Job]:
         """The fetch_model job of the hub model a config key names (none for a local path)."""
@@ -168,7 +169,7 @@ class JobGraph:
 
     def fetch_jobs(self) -> list[Job]:
         """One fetch_model job per distinct hub model and revision of the config."""
-        models = sorted({(m.repo, m.revision) for m in self.cfg.hub_models().values()})
+        models = sorted({(m.repo, m.revision) for m in self.hub_models.values()})
         return [("fetch_model", {"repo": r, "revision": v}) for r, v in models]
 
     def base_parents(self, base: str) -> list[Job]:

@@ -216,9 +216,10 @@ def scored_records(records: list[dict], scorer: RewardScorer) -> tuple[list[dict
     """Best-of-N's answer rows from its sample rows (choose_best): the chosen answer, the scores, the
     reward model's tokens in the cost; and how many scored conversations were cut."""
     usage = [Usage(**r["usage"]) for r in records]
-    answers, scores, usage, cut = choose_best(records, [r["trace"] for r in records], usage, scorer)
+    traces = [r["trace"] for r in records]
+    answers, scores, usage, cut = choose_best(records, traces, usage, scorer)
     extra = [{"reward_scores": sc} for sc in scores]
-    return answer_records(records, answers, [r["trace"] for r in records], usage, extra), cut
+    return answer_records(records, answers, traces, usage, extra), cut
 
 
 def run(
@@ -273,8 +274,8 @@ def run(
         return answer_records(questions, a, t, u), Counter()
 
     finished: list[dict] = []
+    job, num_jobs = shards.parse_part(part) if part else (0, 1)
     if sharded:
-        job, num_jobs = shards.parse_part(part) if part else (0, 1)
         finished, summary = shards.run_sharded(
             rows, ic.shard_size, shards.work_dir(out), context, answer, job, num_jobs
         )
@@ -298,7 +299,6 @@ def run(
     cleanup = [shards.work_dir(out)] if sharded else []
     if part:
         shards.write_part(out, part, finished, summary)
-        job, num_jobs = shards.parse_part(part)
         metrics = {"job": job, "num_jobs": num_jobs} | metrics
         return Outcome(metrics, [out], stage="generate_answers_part", cleanup=cleanup)
     write_jsonl(out, records)
